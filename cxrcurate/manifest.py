@@ -1,0 +1,198 @@
+"""The manifest: one pyarrow schema (here and nowhere else), versioned, written atomically with its provenance.
+
+A manifest is plain Parquet. Its key-value metadata carries the schema version, the cxrcurate version, the
+sources with their versions and the build options, so pandas, duckdb or ``datasets`` can read it (and a
+reader can understand it) without importing cxrcurate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import SchemaError
+from .labels import LABELS, VIEWS
+
+SCHEMA_VERSION = "1.0"
+META_KEY = b"cxrcurate"
+
+_FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("image_id", pa.string(), False, "<source>:<path inside the source folder>; unique and stable"),
+    ("source", pa.string(), False, "registry name of the source"),
+    ("source_record", pa.string(), True, "row / case id / URL inside the source"),
+    ("patient_id", pa.string(), True, "namespaced by source, e.g. cohen:311a; null when unknown"),
+    ("path", pa.string(), False, "image path relative to the data root"),
+    ("url", pa.string(), True, "where the image or its case was published"),
+    ("license", pa.string(), True, "license of this image as the source states it"),
+    ("label", pa.string(), False, "one of " + ", ".join(LABELS)),
+    ("finding_raw", pa.string(), True, "what the source said, untouched"),
+    ("view", pa.string(), False, "one of " + ", ".join(VIEWS)),
+    ("frontal", pa.bool_(), True, "PA or AP; null when the view is unknown"),
+    ("modality", pa.string(), False, "xray or ct"),
+    ("age_years", pa.float64(), True, "age in years"),
+    ("sex", pa.string(), True, "M, F or null"),
+    ("pediatric", pa.bool_(), True, "patient under 18; null when unknown"),
+    ("pediatric_reason", pa.string(), True, "age<18, age>=18, source:<name> or filename"),
+    ("width", pa.int32(), False, "decoded width in pixels"),
+    ("height", pa.int32(), False, "decoded height in pixels"),
+    ("bit_depth", pa.int32(), False, "bits per sample of the file (8 or 16)"),
+    ("file_sha256", pa.string(), False, "sha256 of the file bytes"),
+    ("pixel_sha256", pa.string(), False, "sha256 of the decoded 8-bit grayscale pixels and their shape"),
+    ("phash", pa.uint64(), False, "64-bit perceptual hash (imagehash pHash) of the 8-bit grayscale image"),
+    ("mask_paths", pa.list_(pa.string()), True, "lung mask files relative to the data root, when the source has them"),
+    ("extra", pa.string(), True, "source-specific fields as a JSON object"),
+    ("dup_group", pa.string(), True, "same for every copy of one picture"),
+    ("keep", pa.bool_(), True, "one True per dup_group"),
+    ("split", pa.string(), True, "train, val or test when a split was made"),
+]
+
+SCHEMA = pa.schema([pa.field(n, t, nullable=nl, metadata={"description": d}) for n, t, nl, d in _FIELDS])
+COLUMNS: tuple[str, ...] = tuple(f[0] for f in _FIELDS)
+
+DROPPED_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("path", pa.string(), nullable=True, metadata={"description": "file relative to the data root"}),
+    pa.field("source_record", pa.string(), nullable=True, metadata={"description": "metadata row, e.g. file#row"}),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=True),
+])
+
+_CHECKS: dict[str, tuple[str, ...]] = {"label": LABELS, "view": VIEWS, "modality": ("xray", "ct"),
+                                       "split": ("train", "val", "test"), "sex": ("M", "F")}
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _metadata(info: Mapping[str, Any] | None) -> dict[bytes, bytes]:
+    from . import __version__
+
+    payload = {"schema_version": SCHEMA_VERSION, "cxrcurate_version": __version__, **(info or {})}
+    return {META_KEY: json.dumps(payload, sort_keys=True, default=str).encode()}
+
+
+def to_table(records: Any) -> pa.Table:
+    """A manifest table from a pandas DataFrame or a list of record dicts, cast to ``SCHEMA``."""
+    import pandas as pd
+
+    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records), columns=list(COLUMNS))
+    missing = [c for c in COLUMNS if c not in df.columns]
+    for c in missing:
+        df[c] = None
+    df = df[list(COLUMNS)]
+    try:
+        return pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise SchemaError(f"records do not fit the manifest schema: {exc}") from exc
+
+
+def write_manifest(records: Any, path: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:
+    """Validate and write a manifest atomically (temp file + rename) with provenance metadata.
+
+    Args:
+        records: a pandas DataFrame, a list of record dicts or a ``pyarrow.Table`` with the manifest columns.
+        path: destination ``.parquet`` file.
+        info: provenance stored in the Parquet metadata (sources, their versions, build options).
+
+    Raises:
+        SchemaError: a column is mistyped, a required value is null or a value is outside its vocabulary.
+    """
+    table = records if isinstance(records, pa.Table) else to_table(records)
+    validate_table(table, origin="records to write")
+    path = Path(path)
+    _write_atomic(table.replace_schema_metadata(_metadata(info)), path)
+    return path
+
+
+def write_dropped(rows: Any, path: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:
+    """Write the dropped table (every input file or row that did not become a manifest row, with a reason)."""
+    import pandas as pd
+
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=DROPPED_SCHEMA.names)
+    table = pa.Table.from_pandas(df[DROPPED_SCHEMA.names], schema=DROPPED_SCHEMA, preserve_index=False)
+    path = Path(path)
+    _write_atomic(table.replace_schema_metadata(_metadata(info)), path)
+    return path
+
+
+def validate_table(table: pa.Table, origin: str = "manifest") -> None:
+    """Check columns, types, nulls, vocabularies and id uniqueness; say exactly what is wrong.
+
+    Raises:
+        SchemaError: naming ``origin``, the column and the problem.
+    """
+    names = set(table.column_names)
+    missing = [f.name for f in SCHEMA if f.name not in names]
+    if missing:
+        raise SchemaError(f"{origin}: missing column(s) {missing}; rebuild it with `cxrcurate build-manifest`")
+    for field in SCHEMA:
+        actual = table.schema.field(field.name).type
+        if actual != field.type:
+            raise SchemaError(f"{origin}: column {field.name!r} has type {actual}, expected {field.type}")
+        col = table.column(field.name)
+        if not field.nullable and col.null_count:
+            raise SchemaError(f"{origin}: column {field.name!r} has {col.null_count} null value(s)")
+    import pyarrow.compute as pc
+
+    for name, allowed in _CHECKS.items():
+        values = set(pc.unique(table.column(name)).to_pylist()) - {None}
+        bad = sorted(values - set(allowed))
+        if bad:
+            raise SchemaError(f"{origin}: column {name!r} has value(s) {bad[:5]} outside {list(allowed)}")
+    ids = table.column("image_id")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids).to_pylist()
+        dup = [c["values"] for c in counts if c["counts"] > 1][:3]
+        raise SchemaError(f"{origin}: image_id is not unique, e.g. {dup}")
+
+
+def read_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance metadata of a manifest (or dropped table) without reading its rows."""
+    meta = pq.read_schema(path).metadata or {}
+    if META_KEY not in meta:
+        raise SchemaError(f"{path}: no cxrcurate metadata; is this a manifest written by cxrcurate?")
+    return json.loads(meta[META_KEY])
+
+
+def read_table(path: str | os.PathLike) -> pa.Table:
+    """Read and validate a manifest as a ``pyarrow.Table``.
+
+    Raises:
+        SchemaError: the file is not a manifest or does not match the schema.
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no manifest here; build one with `cxrcurate build-manifest`")
+    table = pq.read_table(path)
+    info = read_info(path)
+    major = str(info.get("schema_version", "0")).split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise SchemaError(f"{path}: schema version {info.get('schema_version')} is not readable by this "
+                          f"cxrcurate (schema {SCHEMA_VERSION}); rebuild it with `cxrcurate build-manifest`")
+    validate_table(table, origin=str(path))
+    return table
+
+
+def read_manifest(path: str | os.PathLike):
+    """Read and validate a manifest into a pandas DataFrame (``df.attrs['cxrcurate']`` holds its provenance)."""
+    table = read_table(path)
+    df = table.to_pandas()
+    df.attrs["cxrcurate"] = read_info(path)
+    return df

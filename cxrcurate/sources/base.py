@@ -1,0 +1,188 @@
+"""The ``Source`` interface every loader implements, the records it yields, and the shared helpers.
+
+A loader reads a local folder laid out exactly as the source publishes it and yields one ``Record`` per image
+that can enter the manifest and one ``Dropped`` per file or metadata row that cannot (with the reason), so
+every input is accounted for. ``parse`` never touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import ParseError, SourceError
+from ..imageio import is_image_name
+
+# Reasons a file or row is not in the manifest (the dropped table's closed vocabulary).
+ROW_WITHOUT_FILE = "row_without_file"
+FILE_WITHOUT_ROW = "file_without_row"
+DUPLICATE_ROW = "duplicate_row"
+NOT_XRAY = "not_xray"
+NOT_IMAGE = "not_image"
+MASK_WITHOUT_IMAGE = "mask_without_image"
+VIEW_EXCLUDED = "view_excluded"
+UNREADABLE = "unreadable"
+REASONS = (ROW_WITHOUT_FILE, FILE_WITHOUT_ROW, DUPLICATE_ROW, NOT_XRAY, NOT_IMAGE, MASK_WITHOUT_IMAGE,
+           VIEW_EXCLUDED, UNREADABLE)
+
+
+@dataclass
+class Record:
+    """One image a source describes. ``rel`` and ``mask_rels`` are paths inside the source folder."""
+
+    rel: str
+    label: str
+    source_record: str | None = None
+    patient_id: str | None = None
+    url: str | None = None
+    license: str | None = None
+    finding_raw: str | None = None
+    view: str = "unknown"
+    modality: str = "xray"
+    age_years: float | None = None
+    sex: str | None = None
+    pediatric: bool | None = None
+    pediatric_reason: str | None = None
+    mask_rels: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Dropped:
+    """A file or metadata row that does not become a manifest row, and why."""
+
+    reason: str
+    rel: str | None = None
+    source_record: str | None = None
+    detail: str | None = None
+
+
+class Source(ABC):
+    """A public CXR collection on local disk.
+
+    Subclasses set the class attributes and implement ``parse``. ``layout`` is shown in errors so a user
+    can see what folder the loader expected.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    homepage: ClassVar[str]
+    license: ClassVar[str]
+    layout: ClassVar[str]
+    metadata_files: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.notes: dict[str, Any] = {}  # facts a parse found worth reporting (counts, anomalies)
+        if not self.root.is_dir():
+            raise SourceError(f"{self.name}: {self.root} is not a folder. Expected the layout:\n{self.layout}\n"
+                              f"Get it with `cxrcurate fetch --source {self.name}` or from {self.homepage}")
+
+    @abstractmethod
+    def parse(self) -> Iterator[Record | Dropped]:
+        """Yield a ``Record`` or ``Dropped`` for every image file and metadata row of the source folder."""
+
+    # -- helpers shared by the loaders -------------------------------------------------------------------
+    def require(self, *rels: str) -> list[Path]:
+        """The paths of files/folders the layout needs; a clear ``SourceError`` if one is missing."""
+        paths = [self.root / r for r in rels]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise SourceError(f"{self.name}: missing {', '.join(missing)}. Expected the layout:\n{self.layout}")
+        return paths
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def files_in(self, folder: str | Path) -> dict[str, str]:
+        """Every non-hidden file directly in ``folder`` (inside the source), by file name -> path inside the source."""
+        base = self.root / folder
+        return {p.name: self.rel(p) for p in sorted(base.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+    def scan(self, folder: str | Path) -> tuple[dict[str, str], list[Dropped]]:
+        """The image files directly in ``folder`` by name, and a ``Dropped(NOT_IMAGE)`` for every other file."""
+        files = self.files_in(folder)
+        return ({n: r for n, r in files.items() if is_image_name(n)}, list(self.drop_non_images(files)))
+
+    def drop_non_images(self, files: dict[str, str]) -> Iterator[Dropped]:
+        """``Dropped`` for files in an image folder that are not images (README, .DS_Store, ...)."""
+        for name, rel in files.items():
+            if not is_image_name(name):
+                yield Dropped(NOT_IMAGE, rel=rel, detail=f"suffix {Path(name).suffix or '(none)'}")
+
+    def read_csv(self, rel: str, **kwargs: Any):
+        """Read a metadata CSV as strings, trying UTF-8 (with BOM) then Windows-1252, with a clear error."""
+        import pandas as pd
+
+        path = self.root / rel
+        last: Exception | None = None
+        for enc in ("utf-8-sig", "cp1252"):
+            try:
+                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding=enc, **kwargs)
+            except UnicodeDecodeError as exc:
+                last = exc
+            except (pd.errors.ParserError, OSError) as exc:
+                raise ParseError(f"{path}: cannot parse as CSV ({exc}); is the download complete?") from exc
+        raise ParseError(f"{path}: neither UTF-8 nor Windows-1252 ({last})")
+
+    def version(self) -> dict[str, Any]:
+        """Where this copy came from: the git commit, a fetch record, or a digest of the metadata files."""
+        info: dict[str, Any] = {"root": str(self.root.resolve())}
+        record = self.root / ".cxrcurate-source.json"
+        if record.exists():
+            info.update(json.loads(record.read_text()))
+        commit = _git_head(self.root)
+        if commit:
+            info["commit"] = commit
+        digest = hashlib.sha256()
+        for rel in self.metadata_files:
+            p = self.root / rel
+            if p.exists():
+                digest.update(p.read_bytes())
+        if self.metadata_files:
+            info["metadata_sha256"] = digest.hexdigest()
+        return info
+
+
+def _git_head(root: Path) -> str | None:
+    git = root / ".git"
+    head = git / "HEAD"
+    if not head.is_file():
+        return None
+    ref = head.read_text().strip()
+    if not ref.startswith("ref:"):
+        return ref
+    target = git / ref.split(" ", 1)[1]
+    if target.is_file():
+        return target.read_text().strip()
+    packed = git / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text().splitlines():
+            if line.endswith(ref.split(" ", 1)[1]):
+                return line.split(" ", 1)[0]
+    return None
+
+
+def clean(value: Any) -> str | None:
+    """A stripped string, or None for missing/blank values (pandas NaN included)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+def row_id(csv_rel: str, index: int) -> str:
+    """The ``source_record`` of a metadata row: ``<csv>#<0-based data row>``."""
+    return f"{csv_rel}#{index}"
+
+
+def extras(row: Any, columns: Iterable[str]) -> dict[str, Any]:
+    """The non-empty values of ``columns`` of a row, for the manifest's ``extra`` JSON."""
+    return {c: v for c in columns if (v := clean(row.get(c))) is not None}

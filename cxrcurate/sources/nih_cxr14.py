@@ -1,0 +1,111 @@
+"""NIH ChestX-ray14 (Wang et al., 2017; https://nihcc.app.box.com/v/ChestXray-NIHCC).
+
+Labels follow the COVID-CXNet paper: ``No Finding`` is ``normal``; ``Pneumonia`` among the ``|``-joined
+findings is ``pneumonia`` (its community-acquired pneumonia class); any other finding is ``other``.
+``Patient Age`` is in years; the original 2017 CSV holds impossible ages (e.g. 411), which become unknown and
+are counted in ``notes['impossible_ages']``. ``notes`` also reports, for the whole CSV (with or without the
+images on disk), how many images are of patients under 18.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..imageio import is_image_name
+from ..labels import MAX_AGE, PEDIATRIC_AGE, normalize_sex, normalize_view, pediatric_from_age
+from . import register
+from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, ROW_WITHOUT_FILE, Dropped, Record, Source, row_id
+
+FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
+            "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+
+
+def nih_label(findings: str) -> str:
+    """``normal`` / ``pneumonia`` / ``other`` from a ``|``-joined ``Finding Labels`` value (whole tokens)."""
+    tokens = {t.strip() for t in findings.split("|") if t.strip()}
+    if not tokens:
+        return "unknown"
+    if tokens == {"No Finding"}:
+        return "normal"
+    return "pneumonia" if "Pneumonia" in tokens else "other"
+
+
+@register
+class NIHChestXray14(Source):
+    """``Data_Entry_2017*.csv[.gz]`` and the PNGs in ``images/`` or ``images_001/images/`` ... ``images_012/``."""
+
+    name = "nih-cxr14"
+    title = "NIH ChestX-ray14"
+    homepage = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
+    license = "public domain (NIH Clinical Center; cite Wang et al. 2017)"
+    layout = ("  Data_Entry_2017_v2020.csv  (or Data_Entry_2017.csv, optionally .gz)\n"
+              "  images/*.png  or  images_001/images/*.png ... images_012/images/*.png")
+
+    def _csv(self) -> str:
+        for name in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017_v2020.csv.gz", "Data_Entry_2017.csv",
+                     "Data_Entry_2017.csv.gz"):
+            if (self.root / name).exists():
+                return name
+        self.require("Data_Entry_2017_v2020.csv")
+        raise AssertionError("unreachable")
+
+    @property
+    def metadata_files(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self._csv(),)
+
+    def _images(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("images")):
+            inner = folder / "images" if (folder / "images").is_dir() else folder
+            for p in sorted(inner.iterdir()):
+                if p.is_file() and not p.name.startswith("."):
+                    found.setdefault(p.name, self.rel(p))
+        return found
+
+    def parse(self) -> Iterator[Record | Dropped]:
+        csv_name = self._csv()
+        df = self.read_csv(csv_name)
+        age_col = "Patient Age"
+        ages_raw = df[age_col].str.extract(r"^0*(\d+)", expand=False).astype(float)
+        impossible = ages_raw > MAX_AGE
+        ages = ages_raw.where(~impossible)
+        self.notes.update({
+            "csv": csv_name, "csv_rows": int(len(df)), "csv_patients": int(df["Patient ID"].nunique()),
+            "csv_pediatric_images": int((ages < PEDIATRIC_AGE).sum()),
+            "csv_pediatric_patients": int(df.loc[ages < PEDIATRIC_AGE, "Patient ID"].nunique()),
+            "impossible_ages": int(impossible.sum()),
+            "impossible_age_examples": sorted({int(a) for a in ages_raw[impossible]})[:10],
+        })
+        files = self._images()
+        for name, rel in files.items():
+            if not is_image_name(name):
+                yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail="not an image")
+        used: dict[str, str] = {}
+        for i, (row, age) in enumerate(zip(df.to_dict("records"), ages.tolist(), strict=True)):
+            rid = row_id(csv_name, i)
+            name = row["Image Index"]
+            rel = files.get(name)
+            if rel is None:
+                yield Dropped(ROW_WITHOUT_FILE, source_record=rid, detail=f"{name} not in any images folder")
+                continue
+            if name in used:
+                yield Dropped(DUPLICATE_ROW, source_record=rid, detail=f"{name} already described by {used[name]}")
+                continue
+            used[name] = rid
+            age_years = None if age != age else float(age)
+            pediatric, reason = pediatric_from_age(age_years)
+            extra = {"follow_up": row.get("Follow-up #")}
+            if age_years is None and row.get(age_col):
+                extra["age_raw"] = row[age_col]
+            yield Record(
+                rel=rel, label=nih_label(row.get("Finding Labels") or ""), source_record=rid,
+                patient_id=f"nih-cxr14:{int(row['Patient ID'])}", url=self.homepage, license=self.license,
+                finding_raw=row.get("Finding Labels"), view=normalize_view(row.get("View Position")),
+                age_years=age_years, sex=normalize_sex(row.get("Patient Gender")), pediatric=pediatric,
+                pediatric_reason=reason, extra=extra,
+            )
+        for name, rel in files.items():
+            if name not in used and is_image_name(name):
+                yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail=f"no {csv_name} row names this file")
+
+

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set everything up and run the tests (what .ci/run calls).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh "test,hf,bench"
+.venv/bin/ruff check cxrcurate tests benchmarks scripts
+.venv/bin/python -m pytest -q "$@"
