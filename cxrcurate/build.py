@@ -23,7 +23,7 @@ from .imageio import DEFAULT_MAX_PIXELS, fingerprint
 from .labels import FRONTAL_VIEWS, VIEWS
 from .manifest import write_dropped, write_manifest
 from .sources import get_source
-from .sources.base import UNREADABLE, VIEW_EXCLUDED, Dropped, Record
+from .sources.base import MASK_WITHOUT_IMAGE, UNREADABLE, VIEW_EXCLUDED, Dropped, Record
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,6 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
     dropped: list[dict[str, Any]] = []
     source_info: dict[str, Any] = {}
     for name, src in loaded:
-        n_before, d_before = len(rows), len(dropped)
         for item in src.parse():
             if isinstance(item, Dropped):
                 path = os.path.relpath(src.root.resolve() / item.rel, root).replace(os.sep, "/") if item.rel else None
@@ -203,12 +202,13 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
                 row = _record_row(name, item, src.root.resolve(), root)
                 dropped.append({"source": name, "path": row["path"], "source_record": item.source_record,
                                 "reason": VIEW_EXCLUDED, "detail": f"view {item.view} not in {list(views)}"})
+                dropped.extend({"source": name, "path": mask, "source_record": None, "reason": MASK_WITHOUT_IMAGE,
+                                "detail": f"its image {row['path']} was excluded (view {item.view})"}
+                               for mask in row["mask_paths"] or [])
             else:
                 rows.append(_record_row(name, item, src.root.resolve(), root))
         source_info[name] = {"title": src.title, "homepage": src.homepage, "license": src.license,
-                             **src.version(), "notes": src.notes, "records": len(rows) - n_before,
-                             "dropped": len(dropped) - d_before}
-        log.info("%s: %d records, %d dropped", name, len(rows) - n_before, len(dropped) - d_before)
+                             **src.version(), "notes": src.notes}
 
     files = [str(root / r["path"]) for r in rows]
     fps = fingerprint_files(files, workers=workers, cache=out / CACHE_NAME, max_pixels=max_pixels,
@@ -219,12 +219,16 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         if isinstance(fp, str):
             dropped.append({"source": r["source"], "path": r["path"], "source_record": r["source_record"],
                             "reason": UNREADABLE, "detail": fp})
-            source_info[r["source"]]["records"] -= 1
-            source_info[r["source"]]["dropped"] += 1
+            dropped.extend({"source": r["source"], "path": mask, "source_record": None, "reason": MASK_WITHOUT_IMAGE,
+                            "detail": f"its image {r['path']} is unreadable"} for mask in r["mask_paths"] or [])
         else:
             kept.append({**r, **fp})
     import pandas as pd
 
+    for name, counts in source_info.items():
+        counts["records"] = sum(r["source"] == name for r in kept)
+        counts["dropped"] = sum(d["source"] == name for d in dropped)
+        log.info("%s: %d records, %d dropped", name, counts["records"], counts["dropped"])
     info = {
         "data_root": str(root), "sources": source_info,
         "build": {"views": list(views), "max_pixels": max_pixels, "command": "build-manifest",

@@ -2,7 +2,8 @@
 
 Everything downstream (hashes, dedup, preprocessing, models) sees the same 2-D ``uint8`` array for the same
 picture, whatever container it came in. 16-bit data are windowed onto 0..255 (linear from the image's own
-minimum to maximum, or the DICOM VOI window), never clipped at 255.
+minimum to maximum, or from the DICOM VOI window's output range), never clipped at 255; a 16-bit container (or an
+8-bit DICOM) holding only values 0..255 keeps them as they are. Alpha is composited onto black.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ImageDecodeError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10k x 10k radiograph; anything larger is treated as a decompression bomb
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm"})
@@ -54,7 +59,7 @@ def _window(arr: np.ndarray, low: float | None = None, high: float | None = None
     return np.rint(out).astype(np.uint8)
 
 
-def _voi_output_range(ds) -> tuple[float | None, float | None]:
+def _voi_output_range(ds: Dataset) -> tuple[float | None, float | None]:
     """The range the dataset's VOI LUT or window maps onto (its two saturation values), lowest first.
 
     Mapping that range, not the VOI output's own minimum..maximum, onto 0..255 keeps the window's meaning: a

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh "test,hf,bench"
-.venv/bin/ruff check cxrcurate tests benchmarks scripts
+.venv/bin/ruff check .
 .venv/bin/python -m pytest -q "$@"

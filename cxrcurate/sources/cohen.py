@@ -68,6 +68,7 @@ class Cohen(Source):
         yield from junk
         used_files: dict[str, str] = {}
         used_masks: set[str] = set()
+        records: dict[str, Record] = {}
         for i, row in enumerate(meta.to_dict("records")):
             rid = row_id("metadata.csv", i)
             fname = clean(row.get("filename")) or ""
@@ -80,9 +81,13 @@ class Cohen(Source):
                 yield Dropped(NOT_XRAY, rel=rel, source_record=rid, detail=f"modality={modality} folder={folder}")
                 continue
             if fname in used_files:
+                pid = clean(row.get("patientid"))
+                first = records.get(fname)
+                if first is not None and pid and f"cohen:{pid}" != first.patient_id:
+                    # the same picture under a second patient id: both ids are one person for splitting
+                    first.extra.setdefault("alias_patient_ids", []).append(f"cohen:{pid}")
                 yield Dropped(DUPLICATE_ROW, source_record=rid,
-                              detail=f"{fname} is already described by {used_files[fname]} "
-                                     f"(patientid {clean(row.get('patientid'))})")
+                              detail=f"{fname} is already described by {used_files[fname]} (patientid {pid})")
                 continue
             if rel is None:
                 yield Dropped(ROW_WITHOUT_FILE, source_record=rid, detail=f"images/{fname} not found")
@@ -95,7 +100,7 @@ class Cohen(Source):
             if mask:
                 used_masks.add(fname)
             pid = clean(row.get("patientid"))
-            yield Record(
+            records[fname] = Record(
                 rel=rel, label=label_from_finding(finding), source_record=rid,
                 patient_id=f"cohen:{pid}" if pid else None, url=clean(row.get("url")),
                 license=clean(row.get("license")), finding_raw=finding,
@@ -103,6 +108,7 @@ class Cohen(Source):
                 sex=normalize_sex(clean(row.get("sex"))), pediatric=pediatric, pediatric_reason=reason,
                 mask_rels=[mask] if mask else [], extra=extras(row, _EXTRA),
             )
+        yield from records.values()
         for fname, rel in files.items():
             if fname not in used_files:
                 yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail="no metadata.csv row names this file")

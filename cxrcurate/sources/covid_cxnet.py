@@ -1,9 +1,10 @@
 """The COVID-CXNet collection (https://github.com/armiro/COVID-CXNet), ``chest_xray_images/covid19``.
 
 Every image is COVID-19 (the collection holds only positives). ``metadata.csv`` covers files 260 onwards;
-its ``filename`` sometimes differs from the file in case only (``374.png`` for ``374.PNG``), so names are
-matched case-insensitively. Pediatric comes from ``age`` when it is known, else from the ``p`` in the file
-name (``446p.jpg``, ``481p-.jpg``), which marks some children but not all; with neither it is unknown.
+its ``filename`` sometimes differs from the file in case (``374.png`` for ``374.PNG``) or extension
+(``403.jpg`` for ``403.jpeg``), so names are matched case-insensitively, then by number when that is
+unambiguous. Pediatric comes from ``age`` when it is known, else from the ``p`` in the file name (``446p.jpg``,
+``481p-.jpg``), which marks some children but not all; with neither it is unknown.
 """
 
 from __future__ import annotations
@@ -42,11 +43,18 @@ class CovidCXNet(Source):
         files, junk = self.scan(self._image_dir())
         yield from junk
         by_lower = {name.lower(): name for name in files}
+        by_number: dict[str, list[str]] = {}
+        for name in files:
+            if m := _NAME.match(name):
+                by_number.setdefault(m.group("num") + m.group("flags"), []).append(name)
         rows: dict[str, tuple[str, dict]] = {}
         if (self.root / "metadata.csv").exists():
             for i, row in enumerate(self.read_csv("metadata.csv").to_dict("records")):
                 rid = row_id("metadata.csv", i)
                 fname = (clean(row.get("filename")) or "").lower()
+                if fname not in by_lower and len(by_number.get(fname.rsplit(".", 1)[0], [])) == 1:
+                    # the row names the right number with another extension (403.jpg for 403.jpeg)
+                    by_lower[fname] = by_number[fname.rsplit(".", 1)[0]][0]
                 if fname not in by_lower:
                     yield Dropped(ROW_WITHOUT_FILE, source_record=rid, detail=f"no image file named {fname!r}")
                 elif by_lower[fname] in rows:
