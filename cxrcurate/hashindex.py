@@ -10,12 +10,16 @@ zero on some band ``b' < b``), so every pair comes out exactly once without a gl
 
 Cost and trade-off: with ``n`` uniformly random hashes a band of ``w`` bits yields about
 ``n**2 / 2**(w + 1)`` candidates, so a larger radius means more, shorter bands and many more candidates
-(r=4: 13-bit bands, ~3.7e8 candidates for n=1e6; r=8: 7-bit bands, ~3.5e10).  Past r of about 10 the
-index is no faster than :func:`brute_force_pairs`; it stays exact at any radius.  Real pHashes are far
-from uniform (low-entropy images crowd a few buckets), which raises the candidate count but not memory.
+(n=1e6: r=4 has 13/12-bit bands and ~3.7e8 candidates; r=8 has 7/8-bit bands and ~3.3e10), against
+``n**2 / 2`` for brute force.  A candidate costs about 2-3x a brute-force comparison, so on 2 cores
+(n=1e5, random): r=4 0.1 s, r=8 5 s, r=10 18 s, r=12 40-47 s, brute force 35-40 s at any r.  Around
+r=12 the index stops paying off, though it stays exact up to r=32.  Real pHashes are far from uniform
+(low-entropy images crowd a few buckets), which raises the candidate count (time), not memory.  Note that
+imagehash's pHash thresholds 64 DCT terms at their median, so every hash has exactly 32 bits set and all
+distances are even: radius 2k+1 finds the same pairs as 2k.
 
 Memory: the per-band arrays are linear in ``n`` (a sort order and a few int64 vectors).  Candidates are
-materialised at most ``max_candidates`` at a time (about 50 bytes each at the peak), whatever the bucket
+materialised at most ``max_candidates`` at a time (35-50 bytes each at the peak), whatever the bucket
 sizes: a chunk may cover many small buckets or part of one huge bucket.  Results are streamed by
 :func:`iter_pairs`; only :func:`pairs_within` holds them all.
 """
@@ -101,6 +105,8 @@ def _check_radius(radius: int) -> int:
 
 def _as_hashes(hashes: Iterable[int] | np.ndarray) -> np.ndarray:
     """Validate hashes and return them as a 1-D uint64 array (no copy when already uint64)."""
+    if not isinstance(hashes, np.ndarray) and hasattr(hashes, "__array__"):  # pandas, pyarrow
+        hashes = np.asarray(hashes)
     if isinstance(hashes, np.ndarray) and hashes.dtype.kind in "ui":
         arr = hashes
         if arr.ndim != 1:
@@ -142,9 +148,9 @@ def iter_pairs(hashes: Iterable[int] | np.ndarray, radius: int, max_candidates: 
     """Stream every pair of hashes within ``radius`` bits, chunk by chunk.
 
     Args:
-        hashes: 1-D uint64 array, or non-negative integers below 2**64 (Python ints of any size).
+        hashes: 1-D uint64 array, or non-negative integers below 2**64 (Python ints >= 2**63 included).
         radius: Largest Hamming distance reported, 0..32 (0 = exact duplicates only).
-        max_candidates: Most candidate pairs materialised at once (memory ~50 bytes per candidate).
+        max_candidates: Most candidate pairs materialised at once (35-50 bytes per candidate).
 
     Yields:
         ``(i, j, dist)`` arrays (int64, int64, uint8) of equal length: indices into ``hashes`` with
@@ -191,20 +197,18 @@ def _iter_pairs(h: np.ndarray, radius: int, max_candidates: int) -> Iterator[Pai
             x ^= hs[right]
             dist = _popcount(x)
             keep = np.flatnonzero(dist <= radius)
-            del dist
             if keep.size == 0:
                 continue
-            x, left, right = x[keep], left[keep], right[keep]
+            x, dist, left, right = x[keep], dist[keep], left[keep], right[keep]
             if earlier:  # emitted from an earlier band already when the pair agrees there too
                 first = np.ones(keep.size, dtype=bool)
                 for s, w in earlier:
                     first &= (x >> np.uint64(s)) & np.uint64((1 << w) - 1) != 0
-                x, left, right = x[first], left[first], right[first]
-                if x.size == 0:
+                dist, left, right = dist[first], left[first], right[first]
+                if dist.size == 0:
                     continue
             i, j = order[left], order[right]
-            yield (np.minimum(i, j).astype(np.int64, copy=False), np.maximum(i, j).astype(np.int64, copy=False),
-                   _popcount(x))
+            yield np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64), dist
 
 
 def _candidate_chunks(
