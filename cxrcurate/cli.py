@@ -53,15 +53,72 @@ def cmd_build(args: argparse.Namespace) -> int:
     if result.n_dropped:
         print("\ndropped (every file or row not in the manifest):")
         print(render(dropped_summary(pd.read_parquet(result.dropped))))
+    if args.dedup:
+        from .dedup import dedup_manifest
+
+        print()
+        _, dres = dedup_manifest(result.manifest, options=_dedup_options(args), progress=not args.quiet)
+        _print_dedup(dres)
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
-    from .stats import label_source_table, render
+    from .stats import duplicates_table, label_source_table, render
 
-    print(render(label_source_table(read_manifest(args.manifest)), args.format))
+    df = read_manifest(args.manifest)
+    print(render(label_source_table(df), args.format))
+    if df["dup_group"].notna().any():
+        print("\nduplicate groups shared by sources (dedup has run):" if args.format != "json" else "")
+        print(render(duplicates_table(df), args.format))
     return 0
+
+
+def _dedup_options(args: argparse.Namespace):
+    from .dedup import DedupOptions
+
+    kwargs = {"radius": args.radius, "knn": args.knn, "label_conflict": args.label_conflict,
+              "workers": getattr(args, "workers", None)}
+    if args.prefer:
+        kwargs["preference"] = tuple(s.strip() for s in args.prefer.split(","))
+    return DedupOptions(**kwargs)
+
+
+def _print_dedup(result) -> None:
+    from .stats import render
+
+    s = result.summary
+    print(f"{s['images']} images in {s['groups']} groups; {s['groups_with_copies']} pictures have copies; "
+          f"{s['copies_not_kept']} rows not kept; {s['accepted_pairs']} of {s['candidate_pairs']} candidate pairs "
+          f"verified as copies ({s['accepted_by_kind']})")
+    import pandas as pd
+
+    if s["cross_source"]:
+        print("\ngroups holding pictures of both sources:\n" + render(pd.DataFrame(s["cross_source"])))
+    labels = result.conflicts[result.conflicts["field"] == "label"] if len(result.conflicts) else result.conflicts
+    if len(labels):
+        what = "excluded (keep=False)" if s["options"]["label_conflict"] == "exclude" else "kept, NOT resolved"
+        print(f"\nWARNING: {len(labels)} picture(s) carry different labels in different sources; {what}:")
+        print(render(labels[["dup_group", "values", "sources"]]))
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from .dedup import dedup_manifest
+
+    target, result = dedup_manifest(args.manifest, args.out, args.data_root, _dedup_options(args),
+                                    progress=not args.quiet)
+    print(f"wrote {target} (+ pairs and conflicts tables beside it)")
+    _print_dedup(result)
+    return 0
+
+
+def _add_dedup_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("deduplication")
+    g.add_argument("--radius", type=int, default=8, help="pHash Hamming radius for candidates (default 8)")
+    g.add_argument("--knn", type=int, default=5, help="nearest thumbnails per image as candidates (default 5)")
+    g.add_argument("--prefer", help="comma-separated source order for the copy to keep (default: originals first)")
+    g.add_argument("--label-conflict", choices=["exclude", "report"], default="exclude",
+                   help="copies whose sources disagree on the label: exclude them all (default) or only report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-root", type=Path, help="make manifest paths relative to this folder")
     b.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--dedup", action="store_true", help="also find duplicates (as `cxrcurate dedup`)")
+    _add_dedup_args(b)
     b.set_defaults(func=cmd_build)
+
+    d = sub.add_parser("dedup", help="fill dup_group/keep; write the pairs (with evidence) and conflicts tables")
+    d.add_argument("manifest", type=Path)
+    d.add_argument("--out", type=Path, help="write the deduplicated manifest here (default: in place)")
+    d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    d.add_argument("--workers", type=int, help="processes (default: all cores)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_dedup_args(d)
+    d.set_defaults(func=cmd_dedup)
 
     st = sub.add_parser("stats", help="label x source table of a manifest")
     st.add_argument("manifest", type=Path)

@@ -67,3 +67,14 @@ def dropped_summary(dropped: pd.DataFrame) -> pd.DataFrame:
     """Counts of dropped files/rows by source and reason."""
     return (dropped.groupby(["source", "reason"]).size().rename("count").reset_index()
             .sort_values(["source", "count"], ascending=[True, False]))
+
+
+def duplicates_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per source pair: duplicate groups holding pictures of both, and rows not kept per source."""
+    from .dedup import cross_source_table
+
+    table = cross_source_table(df)
+    not_kept = df[~df["keep"].fillna(True).astype(bool)].groupby("source").size()
+    table["rows_not_kept_a"] = table["source_a"].map(not_kept).fillna(0).astype(int)
+    return table
+

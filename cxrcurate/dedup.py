@@ -1,0 +1,318 @@
+"""Find copies of one picture across and within collections, group them, and choose one copy to keep.
+
+Stages: (1) exact duplicates by ``file_sha256`` / ``pixel_sha256``; (2) near-duplicate *candidates* from the
+manifest's pHash within ``radius``, from a pHash of the trimmed central region within ``center_radius``, from
+the ``knn`` nearest blurred thumbnails and from file names shared across sources (Cohen republishes Hannover
+images under their Hannover ids, re-cropped and straightened); (3) *verification* of every candidate
+(``dedup_features.verify_pair``), its evidence kept in the pairs table; (4) union-find into ``dup_group`` and
+one ``keep=True`` per group by a documented preference; (5) a report of cross-source groups and of metadata
+conflicts inside groups. A label conflict is never resolved silently: by default every copy of a picture whose
+sources disagree on its label gets ``keep=False`` and is listed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import CxrcurateError
+
+log = logging.getLogger(__name__)
+
+# Institutional originals first, then curated aggregators, then collections of collections.
+DEFAULT_PREFERENCE = ("hannover", "nih-cxr14", "shenzhen", "montgomery", "kermany", "actualmed", "figure1", "cohen",
+                      "covid-cxnet")
+KNOWN_LABELS = ("normal", "covid19", "pneumonia", "other")
+PAIR_COLUMNS = ["image_a", "image_b", "kind", "hamming", "inliers", "score", "accepted"]
+
+
+@dataclass
+class DedupOptions:
+    """Knobs of ``dedup``; every one is written into the manifest's metadata."""
+
+    radius: int = 8
+    center_radius: int = 8
+    knn: int = 5
+    same_name: bool = True
+    min_inliers: int = 100
+    min_score: float = 0.99
+    strong_inliers: int = 220
+    preference: Sequence[str] = DEFAULT_PREFERENCE
+    label_conflict: str = "exclude"  # or "report": keep the preferred copy and only list the conflict
+    workers: int | None = None
+
+
+@dataclass
+class DedupResult:
+    """The manifest with ``dup_group``/``keep`` filled, the pairs (with evidence), conflicts and a summary."""
+
+    manifest: pd.DataFrame
+    pairs: pd.DataFrame
+    conflicts: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return int(root)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def exact_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """A star of pairs per set of identical pixels (``kind`` = ``file`` when the bytes are identical too)."""
+    rows = []
+    for _, idx in df.groupby("pixel_sha256").indices.items():
+        if len(idx) < 2:
+            continue
+        first = idx[0]
+        for other in idx[1:]:
+            same_file = df["file_sha256"].iat[first] == df["file_sha256"].iat[other]
+            rows.append((first, other, "file" if same_file else "pixel", 0))
+    return pd.DataFrame(rows, columns=["a", "b", "kind", "hamming"])
+
+
+def _hash_pairs(hashes: np.ndarray, radius: int, kind: str) -> pd.DataFrame:
+    from .hashindex import pairs_within
+
+    i, j, d = pairs_within(hashes.astype(np.uint64), radius)
+    return pd.DataFrame({"a": i, "b": j, "kind": kind, "hamming": d.astype(int)})
+
+
+def _knn_pairs(vectors: np.ndarray, k: int, block: int = 2048) -> pd.DataFrame:
+    """The ``k`` nearest thumbnails of every image (cosine), blocked so memory stays O(block * n)."""
+    n = len(vectors)
+    if k <= 0 or n < 2:
+        return pd.DataFrame(columns=["a", "b", "kind", "hamming"])
+    k = min(k, n - 1)
+    out_a, out_b = [], []
+    for start in range(0, n, block):
+        sims = vectors[start:start + block] @ vectors.T
+        rows = np.arange(start, min(start + block, n))
+        sims[rows - start, rows] = -np.inf
+        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out_a.append(np.repeat(rows, k))
+        out_b.append(nearest.ravel())
+    a, b = np.concatenate(out_a), np.concatenate(out_b)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return pd.DataFrame({"a": lo, "b": hi, "kind": "knn", "hamming": -1})
+
+
+def _name_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Files of different sources with the same distinctive name stem (8+ characters, not only digits)."""
+    stems = df["path"].str.rsplit("/", n=1).str[-1].str.rsplit(".", n=1).str[0].str.lower()
+    ok = stems.str.len().ge(8) & ~stems.str.fullmatch(r"[\d\W_]+")
+    rows = []
+    for _, idx in stems[ok].groupby(stems[ok]).groups.items():
+        pos = [df.index.get_loc(i) for i in idx]
+        for x in range(len(pos)):
+            for y in range(x + 1, len(pos)):
+                if df["source"].iat[pos[x]] != df["source"].iat[pos[y]]:
+                    rows.append((min(pos[x], pos[y]), max(pos[x], pos[y]), "name", -1))
+    return pd.DataFrame(rows, columns=["a", "b", "kind", "hamming"])
+
+
+def _map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
+    from tqdm.auto import tqdm
+
+    if not jobs:
+        return []
+    if workers > 1 and len(jobs) > 16:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(tqdm(pool.map(fn, jobs, chunksize=16), total=len(jobs), desc=desc, disable=not progress))
+    return [fn(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
+
+
+def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
+    """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
+    from .dedup_features import cpu_workers, features_job, verify_job
+
+    workers = cpu_workers(options.workers)
+    paths = [str(data_root / p) for p in df["path"]]
+    exact = exact_pairs(df)
+    parts = [exact, _hash_pairs(df["phash"].to_numpy(np.uint64), options.radius, "phash")]
+    if options.center_radius >= 0 or options.knn > 0:
+        feats = _map(features_job, paths, workers, "dedup features", progress)
+        missing = [paths[i] for i, f in enumerate(feats) if f is None]
+        if missing:
+            raise CxrcurateError(f"{len(missing)} image(s) can no longer be decoded, e.g. {missing[0]}; "
+                                 "rebuild the manifest")
+        if options.center_radius >= 0:
+            parts.append(_hash_pairs(np.array([f[0] for f in feats], dtype=np.uint64), options.center_radius,
+                                     "center"))
+        if options.knn > 0:
+            parts.append(_knn_pairs(np.stack([f[1] for f in feats]), options.knn))
+    if options.same_name:
+        parts.append(_name_pairs(df))
+    cand = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else exact
+    if cand.empty:
+        return pd.DataFrame(columns=["a", "b", *PAIR_COLUMNS])
+    cand = cand[cand["a"] != cand["b"]]
+    order = {"file": 0, "pixel": 1, "phash": 2, "center": 3, "name": 4, "knn": 5}
+    cand = (cand.assign(rank=cand["kind"].map(order)).sort_values(["a", "b", "rank"])
+            .groupby(["a", "b"], as_index=False).agg(kind=("kind", lambda k: "+".join(dict.fromkeys(k))),
+                                                      hamming=("hamming", "first")))
+    ph = df["phash"].to_numpy(np.uint64)
+    cand["hamming"] = np.bitwise_count(ph[cand["a"]] ^ ph[cand["b"]]).astype(int)
+    is_exact = cand["kind"].str.startswith(("file", "pixel"))
+    todo = cand[~is_exact]
+    jobs = [(paths[a], paths[b], options.min_inliers, options.min_score, options.strong_inliers)
+            for a, b in zip(todo["a"], todo["b"], strict=True)]
+    verdicts = _map(verify_job, jobs, workers, "verifying", progress)
+    cand["inliers"], cand["score"], cand["accepted"] = -1, 1.0, True
+    cand.loc[~is_exact, "inliers"] = [v.inliers for v in verdicts]
+    cand.loc[~is_exact, "score"] = [v.score for v in verdicts]
+    cand.loc[~is_exact, "accepted"] = [v.accepted for v in verdicts]
+    cand["image_a"] = df["image_id"].to_numpy()[cand["a"]]
+    cand["image_b"] = df["image_id"].to_numpy()[cand["b"]]
+    return cand.reset_index(drop=True)
+
+
+def _richness(df: pd.DataFrame) -> pd.Series:
+    cols = [df["patient_id"].notna(), df["age_years"].notna(), df["sex"].notna(), df["view"] != "unknown",
+            df["url"].notna(), df["license"].notna()]
+    return sum(c.astype(int) for c in cols)
+
+
+def assign_groups(df: pd.DataFrame, pairs: pd.DataFrame, options: DedupOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fill ``dup_group``/``keep`` from accepted pairs; return the manifest and the conflicts table."""
+    uf = _UnionFind(len(df))
+    for a, b in pairs.loc[pairs["accepted"].astype(bool), ["a", "b"]].itertuples(index=False):
+        uf.union(int(a), int(b))
+    roots = np.array([uf.find(i) for i in range(len(df))])
+    out = df.copy()
+    ids = out["image_id"].to_numpy()
+    first_id = pd.Series(ids).groupby(roots).transform("min").to_numpy()
+    out["dup_group"] = ["g" + hashlib.sha1(x.encode()).hexdigest()[:12] for x in first_id]
+    pref = {s: i for i, s in enumerate(options.preference)}
+    rank = pd.DataFrame({
+        "unknown_label": (out["label"] == "unknown").astype(int),
+        "source_rank": out["source"].map(pref).fillna(len(pref)),
+        "pixels": -(out["width"].astype(np.int64) * out["height"].astype(np.int64)),
+        "richness": -_richness(out),
+        "image_id": out["image_id"],
+        "group": out["dup_group"],
+    })
+    best = rank.sort_values(["group", "unknown_label", "source_rank", "pixels", "richness", "image_id"])
+    keep_ids = set(best.groupby("group")["image_id"].first())
+    out["keep"] = out["image_id"].isin(keep_ids)
+    conflicts = find_conflicts(out)
+    if options.label_conflict == "exclude" and not conflicts.empty:
+        bad = conflicts.loc[conflicts["field"] == "label", "dup_group"]
+        out.loc[out["dup_group"].isin(bad), "keep"] = False
+    elif options.label_conflict not in {"exclude", "report"}:
+        raise CxrcurateError(f"label_conflict must be 'exclude' or 'report', not {options.label_conflict!r}")
+    return out, conflicts
+
+
+def find_conflicts(df: pd.DataFrame) -> pd.DataFrame:
+    """Groups whose copies disagree on label (known labels only), pediatric status, sex, or age (> 2 years)."""
+    rows = []
+    multi = df[df.duplicated("dup_group", keep=False)]
+    for group, g in multi.groupby("dup_group"):
+        labels = sorted(set(g["label"]) & set(KNOWN_LABELS))
+        if len(labels) > 1:
+            rows.append((group, "label", labels, g))
+        ped = set(g["pediatric"].dropna())
+        if len(ped) > 1:
+            rows.append((group, "pediatric", sorted(ped), g))
+        sexes = sorted(set(g["sex"].dropna()))
+        if len(sexes) > 1:
+            rows.append((group, "sex", sexes, g))
+        ages = g["age_years"].dropna()
+        if len(ages) > 1 and ages.max() - ages.min() > 2:
+            rows.append((group, "age", [float(ages.min()), float(ages.max())], g))
+    return pd.DataFrame([{
+        "dup_group": group, "field": f, "values": json.dumps(v, default=str),
+        "images": json.dumps(dict(zip(g["image_id"], g[{"label": "label", "pediatric": "pediatric", "sex": "sex",
+                                                       "age": "age_years"}[f]].astype(str), strict=True))),
+        "sources": ",".join(sorted(set(g["source"]))),
+    } for group, f, v, g in rows], columns=["dup_group", "field", "values", "images", "sources"])
+
+
+def cross_source_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of sources: how many duplicate groups hold pictures of both (which collection copied which)."""
+    multi = df[df.duplicated("dup_group", keep=False)]
+    counts: dict[tuple[str, str], int] = {}
+    for _, g in multi.groupby("dup_group"):
+        s = sorted(set(g["source"]))
+        for i in range(len(s)):
+            for j in range(i, len(s)):
+                if i != j or (g["source"] == s[i]).sum() > 1:
+                    counts[(s[i], s[j])] = counts.get((s[i], s[j]), 0) + 1
+    return pd.DataFrame([{"source_a": a, "source_b": b, "groups": n} for (a, b), n in sorted(counts.items())],
+                        columns=["source_a", "source_b", "groups"])
+
+
+def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions | None = None,
+          progress: bool = True) -> DedupResult:
+    """Deduplicate a manifest DataFrame (see the module docstring); the input is not modified.
+
+    Raises:
+        CxrcurateError: an image can no longer be decoded, or an option is invalid.
+    """
+    options = options or DedupOptions()
+    if not 0 <= options.radius <= 32 or options.center_radius > 32:
+        raise CxrcurateError("radius must be between 0 and 32 (pHash bits); see docs/dedup.md for calibration")
+    df = df.reset_index(drop=True)
+    pairs = find_pairs(df, Path(data_root), options, progress)
+    out, conflicts = assign_groups(df, pairs, options)
+    sizes = out.groupby("dup_group").size()
+    by_kind = pairs.loc[pairs["accepted"].astype(bool), "kind"].str.split("+").str[0].value_counts()
+    summary = {
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.__dict__.items()},
+        "images": len(out), "groups": int(len(sizes)), "groups_with_copies": int((sizes > 1).sum()),
+        "copies_not_kept": int((~out["keep"]).sum()),
+        "candidate_pairs": len(pairs), "accepted_pairs": int(pairs["accepted"].sum()),
+        "accepted_by_kind": {k: int(v) for k, v in by_kind.items()},
+        "label_conflict_groups": int((conflicts["field"] == "label").sum()) if len(conflicts) else 0,
+        "cross_source": cross_source_table(out).to_dict("records"),
+    }
+    return DedupResult(out, pairs[PAIR_COLUMNS], conflicts, summary)
+
+
+def dedup_manifest(manifest: str | os.PathLike, out: str | os.PathLike | None = None,
+                   data_root: str | os.PathLike | None = None, options: DedupOptions | None = None,
+                   progress: bool = True) -> tuple[Path, DedupResult]:
+    """Deduplicate a manifest file: write it (in place by default) with ``dup_group``/``keep`` filled, plus
+    ``<name>.pairs.parquet`` (every candidate pair with its evidence) and ``<name>.conflicts.parquet`` beside it.
+
+    Raises:
+        CxrcurateError: the data root is unknown or an image is missing; SchemaError: not a manifest.
+    """
+    from .hf import resolve_data_root
+    from .manifest import read_info, read_manifest, write_manifest
+
+    df = read_manifest(manifest)
+    root = resolve_data_root(df, data_root)
+    result = dedup(df, root, options, progress)
+    info = read_info(manifest)
+    info["dedup"] = result.summary
+    target = Path(out) if out else Path(manifest)
+    write_manifest(result.manifest, target, info)
+    stem = target.name.removesuffix(".parquet")
+    result.pairs.to_parquet(target.with_name(f"{stem}.pairs.parquet"), index=False)
+    result.conflicts.to_parquet(target.with_name(f"{stem}.conflicts.parquet"), index=False)
+    return target, result
+
