@@ -112,6 +112,40 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .manifest import read_manifest, write_manifest
+    from .splits import SIDES, leakage_report, make_split
+
+    out = make_split(read_manifest(args.manifest), test=args.test, val=args.val, seed=args.seed,
+                     holdout_source=args.by_source)
+    info = {k: v for k, v in out.attrs["cxrcurate"].items() if k not in ("schema_version", "cxrcurate_version")}
+    dest = write_manifest(out, args.out or args.manifest, info=info)
+    s = info["split"]
+    print(f"wrote {dest}: " + ", ".join(f"{k} {v:,}" for k, v in s["rows"].items())
+          + f" rows; {s['units']:,} units (patients or linked pictures); seed {s['seed']}")
+    for side, method in s["method"].items():
+        print(f"  {side}: {method}")
+    table = pd.crosstab(out["label"], out["split"], margins=True, margins_name="all")
+    print(table.reindex(columns=[c for c in (*SIDES, "all") if c in table.columns]).to_string())
+    report = leakage_report(out)
+    print(report.to_text())
+    return 0 if report.ok else 1
+
+
+def cmd_leakage(args: argparse.Namespace) -> int:
+    import json
+
+    from .manifest import read_manifest
+    from .splits import leakage_report
+
+    report = leakage_report(read_manifest(args.manifest), split_column=args.split_column, pairs=args.pairs,
+                            radius=args.radius)
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
+    return 0 if report.ok else 1
+
+
 def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("deduplication")
     g.add_argument("--radius", type=int, default=8, help="pHash Hamming radius for candidates (default 8)")
@@ -156,6 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("manifest", type=Path)
     st.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     st.set_defaults(func=cmd_stats)
+
+    sp = sub.add_parser("split", help="patient-level train/val/test split that no patient or picture crosses")
+    sp.add_argument("manifest", type=Path)
+    sp.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2; ignored with --by-source)")
+    sp.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    sp.add_argument("--by-source", metavar="SOURCE",
+                    help="leave-one-source-out: every row of SOURCE (and every patient or picture it shares) is test")
+    sp.add_argument("--out", type=Path, help="write here (default: rewrite MANIFEST in place, atomically)")
+    sp.set_defaults(func=cmd_split)
+
+    lk = sub.add_parser("leakage", help="check a split for patients, copies and near copies on two sides")
+    lk.add_argument("manifest", type=Path)
+    lk.add_argument("--split-column", default="split", help="column holding train/val/test (default: split)")
+    lk.add_argument("--pairs", type=Path, metavar="PAIRS.parquet",
+                    help="dedup's pairs table; without it near copies are phash pairs within --radius")
+    lk.add_argument("--radius", type=int, default=4, help="phash Hamming radius without --pairs (default 4)")
+    lk.add_argument("--format", choices=["text", "json"], default="text")
+    lk.set_defaults(func=cmd_leakage)
     return p
 
 
