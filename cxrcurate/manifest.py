@@ -95,7 +95,10 @@ def to_table(records: Any) -> pa.Table:
     missing = [c for c in COLUMNS if c not in df.columns]
     for c in missing:
         df[c] = None
-    df = df[list(COLUMNS)]
+    df = df[list(COLUMNS)].copy()
+    for c in df.columns:
+        if df[c].isna().all():  # absent in every record: typed nulls, not float NaN
+            df[c] = pd.Series([None] * len(df), index=df.index, dtype=object)
     try:
         return pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:

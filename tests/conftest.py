@@ -47,3 +47,39 @@ def sample_build(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("sample")
     return build_manifest(sample_sources(), out, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def toy_manifest(tmp_path_factory):
+    """A small 3-class manifest of generated radiograph-like images that a tiny model can learn.
+
+    covid19: bilateral peripheral haze; pneumonia: one dense lobe; normal: clear lungs. Several images per patient.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from cxrcurate.imageio import fingerprint
+    from cxrcurate.manifest import write_manifest
+
+    root = tmp_path_factory.mktemp("toy")
+    (root / "toy").mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96] / 96.0
+    lungs = (((xx - 0.3) / 0.17) ** 2 + ((yy - 0.5) / 0.33) ** 2 < 1) | (((xx - 0.7) / 0.17) ** 2 + ((yy - 0.5) / 0.33)
+                                                                         ** 2 < 1)
+    rows = []
+    for i in range(72):
+        label = ("normal", "pneumonia", "covid19")[i % 3]
+        img = 200 - 120 * lungs + rng.normal(0, 12, (96, 96))
+        if label == "covid19":
+            img += 70 * lungs * ((np.abs(xx - 0.5) > 0.28) & (rng.random((96, 96)) > 0.3))
+        elif label == "pneumonia":
+            img += 90 * lungs * (xx < 0.45) * (yy > 0.5)
+        name = f"toy/{i:03d}.png"
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name)
+        rows.append({"image_id": f"toy:{name}", "source": "toy", "source_record": name, "patient_id": f"toy:p{i // 2}",
+                     "path": name, "label": label, "view": "PA", "frontal": True, "modality": "xray",
+                     "age_years": 40.0 + i % 30, "sex": "MF"[i % 2], "pediatric": False,
+                     "pediatric_reason": "age>=18", **fingerprint(root / name)})
+    path = write_manifest(rows, root / "manifest.parquet", {"data_root": str(root)})
+    return path

@@ -10,7 +10,8 @@ from .base import Dropped, Record, Source
 
 __all__ = ["Source", "Record", "Dropped", "register", "get_source", "list_sources"]
 
-_MODULES = ("cohen", "covid_cxnet", "hannover", "agchung", "nih_cxr14", "kermany", "nlm_tb")
+_MODULES = ("cohen", "covid_cxnet", "hannover", "agchung", "nih_cxr14", "kermany", "nlm_tb", "radiopaedia", "sirm",
+            "eurorad")
 _REGISTRY: dict[str, type[Source]] = {}
 
 

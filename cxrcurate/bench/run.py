@@ -1,0 +1,268 @@
+"""``cxrcurate bench``: train and score one ladder model on a manifest, write a self-explaining run folder, and
+compare runs with the paper's figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CxrcurateError
+from ..models import IMAGENET_MEAN, IMAGENET_STD, LADDER, ModelSpec, get_spec
+from .data import LEAKY, ImageDataset, TaskData, paper_augmentation, prepare
+from .metrics import aggregate, score
+from .train import TrainConfig
+
+log = logging.getLogger(__name__)
+QUICK = {"size": 64, "max_images": 160, "epochs": 2, "batch_size": 8, "workers": 0, "n_boot": 200}
+
+
+@dataclass
+class BenchOptions:
+    """Everything a run depends on; written to ``config.json``."""
+
+    model: str
+    init: str | None = None
+    weights: str | None = None
+    trust_checkpoint: bool = False
+    split_policy: str = "group"
+    negatives: tuple[str, ...] = ("normal",)
+    test: float = 0.2
+    val: float = 0.1
+    seed: int = 0
+    runs: int = 1
+    size: int | None = None
+    max_images: int | None = None
+    augment: bool = True
+    n_boot: int = 1000
+    quick: bool = False
+    resume: bool = False
+    data_root: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def apply_quick(self) -> None:
+        """Small images, few images, two epochs, random init (unless weights are given): minutes on a CPU."""
+        self.quick = True
+        self.size = self.size or QUICK["size"]
+        self.max_images = self.max_images or QUICK["max_images"]
+        self.n_boot = QUICK["n_boot"]
+        self.train.epochs, self.train.batch_size, self.train.workers = QUICK["epochs"], QUICK["batch_size"], 0
+        if not self.weights and get_spec(self.model).init != "random":
+            self.init = "random"
+
+
+def preprocess_config(spec: ModelSpec, size: int):
+    """The preprocessing a rung's input needs: original/CLAHE/BEASF or the original thrice; lungs or not."""
+    from ..preprocess.config import CHANNELS, SHIPPED_LUNGS, PreprocessConfig
+
+    channels = CHANNELS if spec.channels == "enhanced" else ("original",) * 3
+    return PreprocessConfig(size=size, channels=channels, lungs=SHIPPED_LUNGS if spec.lungs else None)
+
+
+def is_main() -> bool:
+    """True on rank 0 of a ``torchrun`` job, or without DDP: the process that writes files."""
+    import torch
+
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
+
+
+def _renderer(spec: ModelSpec, size: int):
+    from functools import partial
+
+    from ..preprocess.enhance import render
+
+    return partial(render, config=preprocess_config(spec, size))
+
+
+def _datasets(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions):
+    render = _renderer(spec, opts.size or spec.input_size)
+    aug = paper_augmentation() if opts.augment else None
+    make = lambda part, a: ImageDataset(task.part(part), root, render, IMAGENET_MEAN, IMAGENET_STD, a)  # noqa: E731
+    return make("train", aug), make("val", None), make("test", None)
+
+
+def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOptions, out: Path, device, progress: bool):
+    """Train (or, for the zero-shot probe, only load) one network and return it with its history."""
+    from ..models.ladder import build_model
+    from .train import fit
+
+    size = opts.size or spec.input_size
+    outputs = 1 if len(task.classes) == 2 else len(task.classes)
+    model = build_model(spec, opts.init, opts.weights, outputs, opts.trust_checkpoint, input_size=size)
+    if spec.zero_shot:
+        return model.to(device), []
+    train_ds, val_ds, _ = _datasets(task, root, spec, opts)
+    cfg = TrainConfig(**{**asdict(opts.train), "label_smoothing": spec.label_smoothing})
+    history = fit(model, train_ds, val_ds, train_ds.targets, len(task.classes), cfg, out, device,
+                  resume=opts.resume, progress=progress)
+    return model, history
+
+
+def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, seed: int, out: Path, device,
+             progress: bool) -> dict[str, Any]:
+    from ..models.ladder import save_weights
+    from .train import predict, seed_everything
+
+    seed_everything(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    task = prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, seed, opts.max_images)
+    cfg = opts.train
+    if spec.hierarchical:
+        proba, ids, history = _hierarchical(df, task, root, spec, opts, seed, out, device, progress)
+    else:
+        model, history = _train_binary(spec, task, root, opts, out, device, progress)
+        _, _, test_ds = _datasets(task, root, spec, opts)
+        proba, ids = predict(model, test_ds, cfg, device)
+        if is_main():
+            save_weights(model, out / "weights.safetensors", {"model": spec.name, "classes": json.dumps(task.classes)})
+    test = task.part("test").set_index("image_id").loc[ids].reset_index()
+    if not is_main():
+        return score(test["target"].to_numpy(), proba, task.classes, n_boot=0, seed=seed)  # rank 0 writes
+    metrics = score(test["target"].to_numpy(), proba, task.classes, n_boot=opts.n_boot, seed=seed)
+    metrics.update({"seed": seed, "split_policy": task.split_policy, "notes": task.notes,
+                    "rows": task.frame["split"].value_counts().to_dict(),
+                    "class_counts": {s: task.part(s)["target"].value_counts().sort_index().tolist()
+                                     for s in ("train", "val", "test")}})
+    pred = pd.DataFrame({"image_id": ids, "split": "test", "target": test["target"], "label": test["label"],
+                         "source": test["source"], "pediatric": test["pediatric"], "seed": seed})
+    for i, c in enumerate(task.classes):
+        pred[f"p_{c}"] = proba[:, i]
+    pred.to_parquet(out / "predictions.parquet", index=False)
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    task.frame[["image_id", "source", "label", "target", "split", "patient_id", "dup_group"]].to_parquet(
+        out / "split.parquet", index=False)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
+
+def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
+    """Stage 1 normal vs pneumonia (any); stage 2 COVID-19 vs other pneumonia on pneumonia rows; combined."""
+    from dataclasses import replace
+
+    from ..models.ladder import save_weights
+    from .train import predict
+
+    normal, pneu, covid = (task.classes.index(c) for c in ("normal", "pneumonia", "covid19"))
+    s1 = TaskData(task.frame.assign(target=(task.frame["target"] != normal).astype(int)),
+                  ("normal", "covid19"), task.split_policy)
+    rows2 = task.frame[task.frame["target"] != normal]
+    s2 = TaskData(rows2.assign(target=(rows2["target"] == covid).astype(int)), ("pneumonia", "covid19"),
+                  task.split_policy)
+    stage_spec = replace(spec, classes=("no", "yes"), hierarchical=False)
+    m1, h1 = _train_binary(stage_spec, s1, root, opts, out / "stage1", device, progress)
+    m2, h2 = _train_binary(stage_spec, s2, root, opts, out / "stage2", device, progress)
+    _, _, test_ds = _datasets(task, root, spec, opts)
+    p1, ids = predict(m1, test_ds, opts.train, device)
+    p2, _ = predict(m2, test_ds, opts.train, device)
+    proba = np.zeros((len(ids), 3))
+    proba[:, normal] = p1[:, 0]
+    proba[:, pneu] = p1[:, 1] * p2[:, 0]
+    proba[:, covid] = p1[:, 1] * p2[:, 1]
+    if is_main():
+        save_weights(m1, out / "stage1.safetensors", {"model": spec.name, "stage": "1"})
+        save_weights(m2, out / "stage2.safetensors", {"model": spec.name, "stage": "2"})
+    history = [{**h, "stage": 1} for h in h1] + [{**h, "stage": 2} for h in h2]
+    return proba, ids, history
+
+
+def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progress: bool = True) -> Path:
+    """Run ``opts.runs`` seeds of one model on a manifest; write the run folder; return its path.
+
+    Raises:
+        CxrcurateError: unknown model, missing weights, too few images for the task, unknown split policy.
+    """
+    import torch
+
+    from ..hf import resolve_data_root
+    from ..manifest import read_manifest
+    from .train import device_for, distributed
+
+    spec = get_spec(opts.model)
+    if spec.hierarchical or len(spec.classes) == 3:
+        opts.negatives = ("normal", "pneumonia")
+    df = read_manifest(manifest)
+    root = resolve_data_root(df, opts.data_root)
+    rank, world, local = distributed()
+    device = device_for(local)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results = []
+    for k in range(opts.runs):
+        seed = opts.seed + k
+        results.append(_one_run(df, root, spec, opts, seed, out / f"run-{k}", device, progress))
+    summary = {"model": spec.name, "description": spec.description, "classes": list(spec.classes),
+               "split_policy": opts.split_policy, "leaky": opts.split_policy == "per-image",
+               "aggregate": aggregate(results), "runs": results, "paper": spec.paper,
+               "seconds": round(time.time() - started, 1)}
+    if rank == 0:
+        config = {"options": asdict(opts), "spec": asdict(spec), "manifest": str(Path(manifest).resolve()),
+                  "data_root": str(root), "environment": {
+                      "torch": torch.__version__, "python": platform.python_version(), "world_size": world,
+                      "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+                      or "cpu"}}
+        (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+        (out / "summary.md").write_text(summary_markdown([out]))
+    return out
+
+
+def _fmt(value: float, ci: list[float] | None = None) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    text = f"{value:.3f}"
+    if ci and all(np.isfinite(ci)):
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def compare_table(runs: list[Path]) -> pd.DataFrame:
+    """One row per run folder (mean over its seeds, CI of its first seed) plus the paper's Table 6 figures."""
+    rows = []
+    for run in runs:
+        path = Path(run) / "metrics.json"
+        if not path.exists():
+            raise CxrcurateError(f"{run}: no metrics.json; is this a `cxrcurate bench` output folder?")
+        m = json.loads(path.read_text())
+        agg, first = m["aggregate"], m["runs"][0]
+        n_runs = agg["accuracy"]["runs"]
+        rows.append({
+            "run": Path(run).name, "model": m["model"],
+            "split": m["split_policy"] + (" (LEAKY)" if m.get("leaky") else ""),
+            "test n": first["n"], "seeds": n_runs,
+            "accuracy": _fmt(agg["accuracy"]["mean"], first["ci95"]["accuracy"] if n_runs == 1 else None)
+            + (f" ±{agg['accuracy']['std']:.3f}" if n_runs > 1 else ""),
+            "COVID F1": _fmt(agg["covid_f1"]["mean"], first["ci95"]["covid_f1"] if n_runs == 1 else None),
+            "ROC AUC": _fmt(agg["roc_auc"]["mean"], first["ci95"]["roc_auc"] if n_runs == 1 else None),
+            "paper accuracy": _fmt(m["paper"].get("accuracy")), "paper COVID F1": _fmt(m["paper"].get("covid_f1")),
+        })
+    return pd.DataFrame(rows)
+
+
+def summary_markdown(runs: list[Path]) -> str:
+    """The comparison as a Markdown table with the caveats that belong to it."""
+    table = compare_table(runs)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    notes = ["", "Brackets: bootstrap 95% CI over test images (one seed); ± is the std over seeds.",
+             "Paper figures: Haghanifar et al. 2020, Table 6, on their data and a per-image split; not comparable "
+             "with a patient- and duplicate-aware split of other data."]
+    if any("LEAKY" in s for s in table["split"]):
+        notes.append(f"LEAKY rows: {LEAKY}.")
+    return "\n".join(lines + notes) + "\n"
+
+
+def models_table() -> pd.DataFrame:
+    """The ladder with the paper's figures (for ``cxrcurate models``)."""
+    return pd.DataFrame([{"name": s.name, "classes": "/".join(s.classes), "input": f"{s.input_size}px {s.channels}"
+                          + (" lungs" if s.lungs else ""), "init": s.init,
+                          "paper acc": s.paper.get("accuracy", "-"), "paper COVID F1": s.paper.get("covid_f1", "-"),
+                          "what": s.description} for s in LADDER.values()])

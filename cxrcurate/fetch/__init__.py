@@ -1,0 +1,104 @@
+"""``cxrcurate fetch``: bring a source to disk in the layout its loader reads, politely and resumably.
+
+Three kinds of source: web sites scraped case by case (``radiopaedia``, ``sirm``, ``eurorad``; one module each),
+GitHub repositories fetched at a recorded commit (``github.REPOSITORIES``), and sources behind a login or
+click-through that a person downloads (``manual.MANUAL``; ``fetch`` explains how, ``check`` verifies the result).
+This module stays light: the HTTP stack is imported when a fetch runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UnknownSourceError
+
+if TYPE_CHECKING:
+    from ..http import HttpConfig
+    from .base import FetchReport
+    from .manual import CheckResult
+
+SCRAPERS = {"radiopaedia": "radiopaedia:Radiopaedia", "sirm": "sirm:Sirm", "eurorad": "eurorad:Eurorad"}
+REPOSITORY_SOURCES = ("cohen", "hannover", "covid-cxnet", "figure1", "actualmed")
+MANUAL_SOURCES = ("nih-cxr14", "kermany", "shenzhen", "montgomery")
+FETCHABLE = (*SCRAPERS, *REPOSITORY_SOURCES, *MANUAL_SOURCES)
+
+
+def fetch_kind(name: str) -> str:
+    """``scraped``, ``repository`` or ``manual`` for a source name.
+
+    Raises:
+        UnknownSourceError: with the closest names ("did you mean ...?").
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key in SCRAPERS:
+        return "scraped"
+    if key in REPOSITORY_SOURCES:
+        return "repository"
+    if key in MANUAL_SOURCES:
+        return "manual"
+    close = difflib.get_close_matches(key, FETCHABLE, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownSourceError(f"no fetcher for {name!r}.{hint} Fetchable sources: {', '.join(FETCHABLE)}")
+
+
+def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since: dt.date | None = None,
+                 dry_run: bool = False, base_url: str | None = None, config: HttpConfig | None = None,
+                 progress: bool = True, method: str = "archive", commit: str | None = None) -> FetchReport:
+    """Fetch source ``name`` into ``out`` and report what happened (failures included, never silently dropped).
+
+    Args:
+        name: a fetchable source (``FETCHABLE``).
+        out: the source folder (the loader's root); created.
+        limit: stop after this many cases (scraped sources).
+        since: skip cases published before this date (scraped sources; cases with no date are kept).
+        dry_run: discover and parse pages, download no image or archive, write no case.
+        base_url: the site's (or codeload's / git host's) base URL instead of the real one; tests use 127.0.0.1.
+        config: HTTP settings (delay, retries ...); the defaults are the polite ones. ``cache_dir`` and
+            ``log_path`` default to ``<out>/.cache/http`` and ``<out>/fetch-log.jsonl``.
+        progress: show a progress bar.
+        method: ``archive`` or ``git`` for repository sources.
+        commit: a commit other than the recorded one, for repository sources.
+
+    Raises:
+        ManualDownloadRequired: the source needs a person (the message says where and how).
+        UnknownSourceError: not a fetchable source.
+    """
+    import dataclasses
+
+    from ..http import HttpClient, HttpConfig
+    from .base import FetchOptions, run_scraper
+
+    kind = fetch_kind(name)
+    key = name.strip().lower().replace("_", "-")
+    out = Path(out)
+    if kind == "manual":
+        from .manual import manual_download
+
+        raise manual_download(key, out)
+    cfg = dataclasses.replace(config or HttpConfig())
+    cfg.cache_dir = cfg.cache_dir or out / ".cache" / "http"
+    cfg.log_path = cfg.log_path or out / "fetch-log.jsonl"
+    options = FetchOptions(limit=limit, since=since, dry_run=dry_run, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    with HttpClient(cfg) as client:
+        if kind == "repository":
+            from .github import fetch_repository
+
+            report = fetch_repository(key, out, client, options, base_url=base_url, method=method, commit=commit)
+            if limit is not None or since is not None:
+                report.notes.append("--limit and --since apply to web sites only; the whole repository is fetched")
+            return report
+        module, cls_name = SCRAPERS[key].split(":")
+        scraper_cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
+        return run_scraper(scraper_cls(client, base_url), out, options)
+
+
+def check_source(name: str, path: str | Path) -> CheckResult:
+    """Verify a (manual) download of ``name`` at ``path``; see ``manual.check_download``."""
+    from .manual import check_download
+
+    return check_download(name, path)

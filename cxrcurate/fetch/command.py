@@ -1,0 +1,88 @@
+"""The ``cxrcurate fetch`` subcommand: ``register(subparsers)`` adds it to the CLI; nothing heavy is imported here.
+
+Exit codes: 0 when everything asked for is on disk (or, with ``--check``, complete), 1 when anything failed (each
+failure is listed with its reason), 2 for a usage error or a source that needs a manual download (the message
+says where to get it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2020-03-01") from exc
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """Run ``fetch`` (or ``fetch --check``) and print the summary; see the module docstring for exit codes."""
+    from . import check_source, fetch_source
+
+    if args.check is not None:
+        result = check_source(args.source, args.check)
+        print("\n".join(result.lines))
+        return 0 if result.ok else 1
+    if args.out is None:
+        from ..errors import CxrcurateError
+
+        raise CxrcurateError("fetch needs --out DIR (or --check PATH to verify a manual download)")
+    from ..http import HttpConfig
+
+    config = HttpConfig(refresh=args.refresh)
+    if args.delay is not None:
+        from urllib.parse import urlsplit
+
+        local = args.base_url and urlsplit(args.base_url).hostname in ("127.0.0.1", "localhost", "::1")
+        if args.delay < 1.0 and not local:
+            from ..errors import CxrcurateError
+
+            raise CxrcurateError("--delay below 1 second is only for a local copy of a site (--base-url on "
+                                 "127.0.0.1); public sites get at least 1 s")
+        config.delay = max(args.delay, 0.0)
+    report = fetch_source(args.source, args.out, limit=args.limit, since=args.since, dry_run=args.dry_run,
+                          base_url=args.base_url, config=config, progress=not args.quiet, method=args.method,
+                          commit=args.commit)
+    print(report.summary())
+    print(f"request log: {Path(args.out) / 'fetch-log.jsonl'}")
+    return 0 if report.ok else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``fetch`` subcommand to the CLI's subparsers and return its parser."""
+    f = subparsers.add_parser(
+        "fetch", help="download a source into the layout its loader reads (politely, resumably)",
+        description="Download a source into the layout its loader reads. Web sites are fetched case by case "
+                    "(robots.txt obeyed, one request at a time per host, a delay between requests, pages cached "
+                    "so a re-run replays them); GitHub sources at a recorded commit; sources behind a login "
+                    "explain how to get them, and --check verifies the result.")
+    f.add_argument("--source", required=True, metavar="NAME",
+                   help="radiopaedia, sirm, eurorad, cohen, hannover, covid-cxnet, figure1, actualmed, "
+                        "nih-cxr14, kermany, shenzhen, montgomery")
+    f.add_argument("--out", type=Path, metavar="DIR", help="the source folder to fill (e.g. raw/sirm)")
+    f.add_argument("--limit", type=_positive, metavar="N", help="stop after N cases (web sites)")
+    f.add_argument("--since", type=_date, metavar="DATE", help="only cases published on or after DATE (YYYY-MM-DD)")
+    f.add_argument("--dry-run", action="store_true",
+                   help="read listing and case pages, say what would be downloaded, download no image")
+    f.add_argument("--check", type=Path, metavar="PATH",
+                   help="verify a manual download at PATH (counts, names) and say what is missing")
+    f.add_argument("--delay", type=float, metavar="SECONDS", help="seconds between requests to a host (default 1)")
+    f.add_argument("--refresh", action="store_true", help="ignore cached pages and ask the site again")
+    f.add_argument("--method", choices=["archive", "git"], default="archive",
+                   help="GitHub sources: the codeload zip (default) or a depth-1 git fetch of the same commit")
+    f.add_argument("--commit", help="GitHub sources: a commit other than the recorded one")
+    f.add_argument("--base-url", help=argparse.SUPPRESS)  # a local copy of the site (tests, mirrors)
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fetch)
+    return f

@@ -1,0 +1,151 @@
+"""Sources published as GitHub repositories, fetched at a recorded commit so a manifest names its exact version.
+
+Each repository's root is already the layout its loader reads (``metadata.csv`` + ``images/``, ``data.csv`` +
+``png/``, COVID-CXNet's ``metadata.csv`` + ``chest_xray_images/covid19/``), so the archive is extracted into the
+output folder as it is, minus GitHub's ``<repo>-<commit>/`` top folder. The default method downloads the
+codeload zip through the polite client (resumable, size-capped, members checked); ``method="git"`` makes a
+depth-1 fetch of the same commit with the ``git`` command instead, when git is installed. Either way the folder
+gets a ``.cxrcurate-source.json`` (source, url, commit, fetched_utc) that ``Source.version()`` reads, and a
+re-run at the same commit does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CxrcurateError
+from ..http import HttpClient
+from .base import SOURCE_RECORD, FetchOptions, FetchReport, write_source_record
+from .download import download, extract_archive, remove_tree
+
+log = logging.getLogger(__name__)
+
+CODELOAD = "https://codeload.github.com"
+GITHUB = "https://github.com"
+ARCHIVE_MAX_BYTES = 8 * 2**30
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where a source lives on GitHub and the commit cxrcurate fetches (data, reviewed when it changes)."""
+
+    repo: str
+    commit: str
+    note: str = ""
+
+
+# The commits are those the project's reference data and loaders were checked against.
+REPOSITORIES: dict[str, Repository] = {
+    "cohen": Repository("ieee8023/covid-chestxray-dataset", "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8",
+                        "later metadata schema (Pneumonia/Viral/COVID-19); the loader reads both schemas"),
+    "hannover": Repository("ml-workgroup/covid-19-image-repository", "ad7ab099b425f16e06bba22322336b7d6a732965"),
+    "covid-cxnet": Repository("armiro/COVID-CXNet", "3ade488b3828705706fc5f58c0667421d8b04a01",
+                              "images in chest_xray_images/covid19/; the repository also holds model checkpoints"),
+    "figure1": Repository("agchung/Figure1-COVID-chestxray-dataset", "95bb569e55f4110d3b734c0f355340e04e16989a"),
+    "actualmed": Repository("agchung/Actualmed-COVID-chestxray-dataset", "27240dd8dec9454bc97f9f3c0c432ef434de2517"),
+}
+
+
+def _recorded_commit(out: Path) -> str | None:
+    try:
+        return json.loads((out / SOURCE_RECORD).read_text()).get("commit")
+    except (OSError, ValueError):
+        return None
+
+
+def fetch_repository(source: str, out: str | Path, client: HttpClient, options: FetchOptions, *,
+                     base_url: str | None = None, method: str = "archive", commit: str | None = None) -> FetchReport:
+    """Bring the repository of ``source`` at its recorded commit (or ``commit``) into ``out``.
+
+    Args:
+        source: a name in ``REPOSITORIES``.
+        out: the source folder to fill (the loader's root).
+        client: the polite client (archive method).
+        options: ``dry_run`` only says what would be fetched.
+        base_url: codeload host for the archive method, git host for the git method (tests point it elsewhere).
+        method: ``archive`` (default) or ``git``.
+        commit: another commit than the recorded one.
+
+    Raises:
+        CxrcurateError: an unknown method, or ``git`` asked for but not installed.
+    """
+    repo = REPOSITORIES[source]
+    sha = commit or repo.commit
+    out = Path(out)
+    report = FetchReport(source, out, dry_run=options.dry_run)
+    if method not in ("archive", "git"):
+        raise CxrcurateError(f"unknown fetch method {method!r}; use 'archive' or 'git'")
+    if method == "git":
+        url = f"{(base_url or GITHUB).rstrip('/')}/{repo.repo}.git"
+    else:
+        url = f"{(base_url or CODELOAD).rstrip('/')}/{repo.repo}/zip/{sha}"
+    if _recorded_commit(out) == sha:
+        report.skipped[f"already at commit {sha[:12]}"] += 1
+        return report
+    if options.dry_run:
+        report.notes.append(f"would fetch {url} (commit {sha}) into {out}")
+        return report
+    fetched = _git_fetch(url, sha, out, report) if method == "git" else _archive_fetch(client, url, out, report)
+    if fetched:  # refused archive members are failures in the report, but the rest is this commit
+        write_source_record(out, source, f"{GITHUB}/{repo.repo}", commit=sha, method=method)
+        _check_layout(source, out, report)
+    return report
+
+
+def _archive_fetch(client: HttpClient, url: str, out: Path, report: FetchReport) -> bool:
+    tmp = out / ".cxrcurate-download"
+    archive = tmp / (url.rstrip("/").rsplit("/", 1)[-1] + ".zip")
+    try:
+        download(client, url, archive, max_bytes=ARCHIVE_MAX_BYTES)
+        result = extract_archive(archive, out, strip=1)
+    except CxrcurateError as exc:
+        report.fail(url, str(exc))
+        return False
+    except OSError as exc:
+        report.fail(url, f"could not write into {out}: {exc}")
+        return False
+    for name, why in result.refused:
+        report.fail(f"{url} member {name!r}", f"refused: {why}")
+    from ..imageio import is_image_name
+
+    report.images = sum(is_image_name(p.name) for p in result.files)
+    report.notes.append(f"{len(result.files)} files extracted")
+    remove_tree(tmp)
+    return True
+
+
+def _git_fetch(url: str, sha: str, out: Path, report: FetchReport) -> bool:
+    git = shutil.which("git")
+    if git is None:
+        raise CxrcurateError("method 'git' needs the git command, which is not installed; use the archive method")
+    if out.exists() and any(p.name not in (".cache", "fetch-log.jsonl") for p in out.iterdir()) \
+            and not (out / ".git").exists():
+        report.fail(str(out), "not empty and not a git checkout; give an empty folder for the git method")
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    steps = [[git, "init", "-q"], [git, "fetch", "-q", "--depth", "1", url, sha],
+             [git, "checkout", "-q", "--detach", "FETCH_HEAD"]]
+    for cmd in steps:
+        proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+        if proc.returncode != 0:
+            report.fail(url, f"`{' '.join(cmd[1:])}` failed: {proc.stderr.strip()[-500:]}")
+            return False
+    from ..imageio import is_image_name
+
+    report.images = sum(is_image_name(p.name) for p in out.rglob("*") if ".git" not in p.parts)
+    return True
+
+
+def _check_layout(source: str, out: Path, report: FetchReport) -> None:
+    """Ask the loader whether the folder has its layout, so a moved folder upstream is reported now."""
+    from ..sources import get_source
+
+    try:
+        next(iter(get_source(source)(out).parse()), None)
+    except CxrcurateError as exc:
+        report.fail(str(out), f"fetched, but the {source} loader cannot read it: {exc}")

@@ -1,0 +1,146 @@
+"""The ladder's networks (torch and timm are imported here, at module top; import this module lazily)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ..errors import CxrcurateError
+from . import CHEXNET_FINDINGS, CHEXNET_PROBE, ModelSpec
+from .weights import LoadReport, load_backbone, map_densenet_keys, read_state_dict
+
+log = logging.getLogger(__name__)
+
+
+class BaseCNN(nn.Module):
+    """The paper's base model: 5 conv layers of 32 3x3 filters (stride 2, ReLU, no BN or pooling), FC 10, FC 10."""
+
+    def __init__(self, outputs: int, input_size: int = 320, in_chans: int = 3) -> None:
+        super().__init__()
+        layers, chans, side = [], in_chans, input_size
+        for _ in range(5):
+            layers += [nn.Conv2d(chans, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            chans, side = 32, (side + 1) // 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * side * side, 10), nn.ReLU(inplace=True),
+                                  nn.Linear(10, 10), nn.ReLU(inplace=True), nn.Linear(10, outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class BackboneClassifier(nn.Module):
+    """A timm backbone with global pooling and a head: ``linear`` or the paper's ``cxnet`` FC 10 -> dropout 0.2."""
+
+    def __init__(self, backbone: nn.Module, outputs: int, head: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        n = backbone.num_features
+        if head == "cxnet":
+            self.head = nn.Sequential(nn.Linear(n, 10), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(10, outputs))
+        else:
+            self.head = nn.Linear(n, outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features (what the source probe of the audit reads)."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+class ChexnetProbe(nn.Module):
+    """CheXNet used zero-shot: logit of the mean probability of the findings in ``CHEXNET_PROBE``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.index = [CHEXNET_FINDINGS.index(f) for f in CHEXNET_PROBE]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(self.net(x)[:, self.index]).mean(dim=1, keepdim=True).clamp(1e-6, 1 - 1e-6)
+        return torch.log(p / (1 - p))
+
+
+def _imagenet(name: str, weights: str | None) -> nn.Module:
+    if weights:
+        net = timm.create_model(name, pretrained=False, num_classes=0)
+        state = read_state_dict(weights)
+        load_backbone(net, state, weights)
+        return net
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as exc:  # noqa: BLE001 - hub/cache errors come in many types
+        raise CxrcurateError(
+            f"ImageNet weights for {name} are not available offline ({type(exc).__name__}). Download them once on a "
+            f"machine with internet (python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
+            "the Hugging Face cache), or pass --weights FILE (a timm/torchvision state dict), or --init random"
+        ) from exc
+
+
+def chexnet_backbone(weights: str | None, trust: bool = False) -> tuple[nn.Module, LoadReport | None]:
+    """DenseNet-121 with the 14 ChestX-ray14 outputs, loaded from a CheXNet-style checkpoint.
+
+    Raises:
+        CxrcurateError: no weights given, or they do not fit.
+    """
+    if not weights:
+        raise CxrcurateError("CheXNet init needs a checkpoint: pass --weights FILE (a CheXNet-style DenseNet-121, "
+                             "e.g. from `cxrcurate pretrain-chexnet`), or choose --init imagenet|random")
+    net = timm.create_model("densenet121", pretrained=False, num_classes=len(CHEXNET_FINDINGS))
+    report = load_backbone(net, map_densenet_keys(read_state_dict(weights, trust)), weights)
+    return net, report
+
+
+def build_model(spec: ModelSpec, init: str | None = None, weights: str | os.PathLike | None = None,
+                outputs: int | None = None, trust: bool = False, input_size: int | None = None) -> nn.Module:
+    """The network of a ladder rung with ``outputs`` logits (default: 1 for two classes, else one per class).
+
+    Args:
+        spec: the rung.
+        init: ``random``, ``imagenet`` or ``chexnet`` (default: the spec's).
+        weights: checkpoint for ``imagenet`` (optional: else the timm cache) or ``chexnet`` (required).
+        outputs: number of logits.
+        trust: allow checkpoints that need arbitrary unpickling.
+        input_size: the side of the input (the base CNN's flatten depends on it; default: the spec's).
+
+    Raises:
+        CxrcurateError: weights unavailable or not matching.
+    """
+    init = init or spec.init
+    weights = str(weights) if weights else None
+    outputs = outputs or (1 if len(spec.classes) == 2 else len(spec.classes))
+    if spec.head == "base":
+        return BaseCNN(outputs, input_size or spec.input_size)
+    name = spec.backbone or "densenet121"
+    if init == "random":
+        backbone = timm.create_model(name, pretrained=False, num_classes=0)
+    elif init == "imagenet":
+        backbone = _imagenet(name, weights)
+    elif init == "chexnet":
+        net, _ = chexnet_backbone(weights, trust)
+        if spec.zero_shot:
+            return ChexnetProbe(net)
+        net.reset_classifier(0)
+        backbone = net
+    else:
+        raise CxrcurateError(f"unknown init {init!r}; choose random, imagenet or chexnet")
+    if spec.zero_shot:
+        raise CxrcurateError("the chexnet probe needs --init chexnet and a CheXNet checkpoint (--weights)")
+    return BackboneClassifier(backbone, outputs, spec.head)
+
+
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Save a model's state dict as safetensors (shared tensors de-duplicated)."""
+    from safetensors.torch import save_model
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path), metadata=metadata or {})
+    return path

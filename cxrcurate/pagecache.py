@@ -1,0 +1,88 @@
+"""Fetched pages and the on-disk cache that replays them, so a re-run or a parser change asks no site again.
+
+Each page is stored as ``<sha256 of URL>.body`` and then ``<sha256>.json`` (status, final URL, content type, when
+stored); the metadata file is written last and atomically, so a page interrupted mid-write is simply absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ParseError
+
+
+@dataclass
+class Page:
+    """A fetched (or replayed) page: the body and what is needed to interpret it."""
+
+    url: str
+    final_url: str
+    status: int
+    content_type: str
+    body: bytes
+    from_cache: bool = False
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the charset the server declared (UTF-8 when none)."""
+        charset = "utf-8"
+        for part in self.content_type.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip("\"'")
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:
+            return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            ParseError: the body is not JSON (names the URL and what it starts with).
+        """
+        try:
+            return json.loads(self.text)
+        except ValueError as exc:
+            raise ParseError(f"{self.final_url}: expected JSON, got {self.body[:60]!r} ({exc})") from exc
+
+
+
+class PageCache:
+    """Pages on disk keyed by URL: ``<sha256>.body`` then ``<sha256>.json`` (written last, so it marks complete)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _paths(self, url: str) -> tuple[Path, Path]:
+        key = hashlib.sha256(url.encode()).hexdigest()
+        base = self.root / key[:2] / key
+        return base.with_suffix(".json"), base.with_suffix(".body")
+
+    def get(self, url: str, max_age: float | None) -> Page | None:
+        meta_path, body_path = self._paths(url)
+        try:
+            meta = json.loads(meta_path.read_text())
+            if max_age is not None and time.time() - meta["stored"] > max_age:
+                return None
+            return Page(url, meta["final_url"], meta["status"], meta["content_type"], body_path.read_bytes(), True)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put(self, page: Page) -> None:
+        meta_path, body_path = self._paths(page.url)
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"url": page.url, "final_url": page.final_url, "status": page.status,
+                "content_type": page.content_type, "stored": time.time()}
+        for path, data in ((body_path, page.body), (meta_path, json.dumps(meta).encode())):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+
+
