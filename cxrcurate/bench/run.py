@@ -232,10 +232,15 @@ def compare_table(runs: list[Path]) -> pd.DataFrame:
         if not path.exists():
             raise CxrcurateError(f"{run}: no metrics.json; is this a `cxrcurate bench` output folder?")
         m = json.loads(path.read_text())
+        cfg_path = Path(run) / "config.json"
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        options = cfg.get("options", {})
+        init = options.get("init") or cfg.get("spec", {}).get("init", "?")
+        init += " (quick)" if options.get("quick") else ""
         agg, first = m["aggregate"], m["runs"][0]
         n_runs = agg["accuracy"]["runs"]
         rows.append({
-            "run": Path(run).name, "model": m["model"],
+            "run": Path(run).name, "model": m["model"], "init": init,
             "split": m["split_policy"] + (" (LEAKY)" if m.get("leaky") else ""),
             "test n": first["n"], "seeds": n_runs,
             "accuracy": _fmt(agg["accuracy"]["mean"], first["ci95"]["accuracy"] if n_runs == 1 else None)
