@@ -204,9 +204,10 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
     generator = seed_everything(cfg.seed)
     started = time.time()
+    loader = _loader(train_ds, cfg, shuffle=True, generator=generator)  # workers persist across epochs
+    val_loader = _loader(val_ds, cfg, shuffle=False)
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
-        loader = _loader(train_ds, cfg, shuffle=True, generator=generator)
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         total, seen, t0, wait = 0.0, 0, time.time(), 0.0
@@ -226,7 +227,7 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
             seen += len(y)
             bar.set_postfix(loss=f"{total / seen:.4f}", img_s=f"{seen / (time.time() - t0):.1f}")
             t_data = time.time()
-        val_loss = _evaluate_loss(model, val_ds, loss_fn, cfg, device)
+        val_loss = _evaluate_loss(model, val_loader, loss_fn, cfg, device)
         seconds = time.time() - t0
         history.append({"epoch": epoch + 1, "train_loss": total / max(1, seen), "val_loss": val_loss, "lr": lr,
                         "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9),
@@ -255,10 +256,11 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
 
 
 @torch.no_grad()
-def _evaluate_loss(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainConfig, device: torch.device) -> float:
+def _evaluate_loss(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, cfg: TrainConfig,
+                   device: torch.device) -> float:
     model.eval()
     total, n = 0.0, 0
-    for x, y, _ in _loader(ds, cfg, shuffle=False):
+    for x, y, _ in loader:
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
             total += loss_fn(model(x), y).item() * len(y)
