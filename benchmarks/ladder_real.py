@@ -40,14 +40,21 @@ def main() -> None:
     ap.add_argument("--negatives", default="normal,pneumonia,other")
     ap.add_argument("--max-minutes", type=float, default=None, help="per training run")
     ap.add_argument("--data-root", help="folder the manifest's paths are relative to (default: recorded)")
+    ap.add_argument("--report", type=Path, help="where ladder.md/json go, rewritten after every run (default: --out)")
+    ap.add_argument("--deadline-minutes", type=float, help="start no new run after this long")
     args = ap.parse_args()
     import torch
 
     df = read_manifest(args.manifest)
-    runs, timings = [], {}
+    report = args.report or args.out
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    runs, timings, failed, started = [], {}, {}, time.time()
     for model in args.models:
         for policy in args.policies:
             name = f"{model}-{policy}"
+            if args.deadline_minutes and (time.time() - started) / 60 > args.deadline_minutes:
+                failed[name] = "not run: deadline reached"
+                continue
             lr = 1e-3 if model == "base-cnn" else 1e-4
             train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, patience=4,
                                 workers=args.workers, max_minutes=args.max_minutes)
@@ -58,27 +65,39 @@ def main() -> None:
             try:
                 runs.append(run_bench(args.manifest, args.out / "runs" / name, opts, progress=False))
             except Exception as exc:  # noqa: BLE001 - one failing rung must not hide the others' numbers
-                print(f"{name}: FAILED {type(exc).__name__}: {exc}", flush=True)
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"{name}: FAILED {failed[name]}", flush=True)
                 continue
             timings[name] = round(time.time() - t0, 1)
             print(f"{name}: {timings[name]} s", flush=True)
-    table = compare_table(runs)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+            write_report(report, runs, timings, failed, df, args, device)
+    write_report(report, runs, timings, failed, df, args, device)
+    print((report / "ladder.md").read_text())
+
+
+def write_report(report: Path, runs: list[Path], timings: dict, failed: dict, df, args, device: str) -> None:
+    """ladder.md (table with hardware, data and caveats) and ladder.json, rewritten after every run."""
+    import torch
+
+    table = compare_table(runs) if runs else None
     kept = df[df["keep"].fillna(True).astype(bool)]
     lines = [f"Hardware: {device}; torch {torch.__version__}. Init: {args.init}. Input {args.size} px, "
-             f"{args.epochs} epochs max (early stopping), {args.runs} seeds per row.",
+             f"{args.epochs} epochs max (early stopping), {args.runs} seed(s) per row.",
              f"Data: {args.manifest.name}: {len(df)} images, {len(kept)} kept after dedup; labels "
              + ", ".join(f"{k} {v}" for k, v in kept["label"].value_counts().items())
-             + f". Binary task: covid19 vs {args.negatives}.", "",
-             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    lines += ["", "Accuracy ± std over seeds; COVID F1 and ROC AUC are means over seeds. per-image rows are LEAKY "
-              "by construction (the paper's protocol). Paper figures: Haghanifar et al. 2020, Table 6, their data."]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ladder.md").write_text("\n".join(lines) + "\n")
-    (args.out / "ladder.json").write_text(json.dumps({"table": table.to_dict("records"), "seconds": timings,
-                                                      "device": device}, indent=2))
-    print("\n".join(lines))
+             + f". Binary task: covid19 vs {args.negatives}.", ""]
+    if table is not None:
+        lines += ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    lines += ["", "Brackets: bootstrap 95% CI over test images (one seed); ± is the std over seeds. per-image rows are "
+              "LEAKY by construction (the paper's protocol). Paper figures: Haghanifar et al. 2020, Table 6, their "
+              "data."]
+    lines += [f"- {k}: {v}" for k, v in failed.items()]
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "ladder.md").write_text("\n".join(lines) + "\n")
+    (report / "ladder.json").write_text(json.dumps({"table": table.to_dict("records") if table is not None else [],
+                                                     "seconds": timings, "failed": failed, "device": device},
+                                                    indent=2))
 
 
 if __name__ == "__main__":
