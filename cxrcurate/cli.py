@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .errors import CxrcurateError
 from .fetch.command import register as register_fetch
+from .preprocess.cli import register as register_preprocess
 
 log = logging.getLogger("cxrcurate")
 
@@ -170,7 +171,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     opts = BenchOptions(model=args.model, init=args.init, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
                         split_policy=args.split_policy, test=args.test, val=args.val, seed=args.seed, runs=args.runs,
                         size=args.size, max_images=args.max_images, data_root=args.data_root, train=train,
-                        resume=args.resume)
+                        resume=args.resume, cache=args.cache)
     if args.negatives:
         opts.negatives = tuple(x.strip() for x in args.negatives.split(","))
     manifest = args.manifest
@@ -302,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     be.add_argument("--data-root", help="folder the manifest paths are relative to (default: recorded)")
     be.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    be.add_argument("--cache", help="tensor cache folder filled by `cxrcurate preprocess` (read instead of decoding)")
     be.add_argument("-q", "--quiet", action="store_true")
     be.set_defaults(func=cmd_bench)
 
@@ -321,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("-q", "--quiet", action="store_true")
     pc.set_defaults(func=cmd_pretrain_chexnet)
     register_fetch(sub)
+    register_preprocess(sub)
     return p
 
 

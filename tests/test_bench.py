@@ -150,3 +150,24 @@ def test_resume_continues_from_the_checkpoint(toy_manifest, tmp_path):
     again = pd.read_csv(tmp_path / "r/run-0/history.csv")
     assert list(again["epoch"]) == [1, 2, 3]  # epochs 1-2 came from the checkpoint, only epoch 3 was trained
     assert again["train_loss"].iloc[:2].tolist() == pytest.approx(first["train_loss"].tolist())
+
+
+def test_bench_reads_the_tensor_cache(toy_manifest, tmp_path):
+    import shutil
+
+    from cxrcurate.bench.run import preprocess_config
+    from cxrcurate.models import get_spec
+    from cxrcurate.preprocess.cache import build_cache
+
+    root = tmp_path / "copy"
+    shutil.copytree(toy_manifest.parent, root)
+    manifest = root / "manifest.parquet"
+    df = read_manifest(manifest)
+    build_cache(df, tmp_path / "cache", preprocess_config(get_spec("cxnet"), 32), data_root=root, workers=1,
+                progress=False)
+    for p in (root / "toy").glob("*.png"):
+        p.unlink()  # from now on only the cache can feed the model
+    opts = _opts("cxnet", init="random", data_root=str(root))
+    opts.cache = str(tmp_path / "cache")
+    run = run_bench(manifest, tmp_path / "run", opts, progress=False)
+    assert json.loads((run / "metrics.json").read_text())["runs"][0]["n"] > 0

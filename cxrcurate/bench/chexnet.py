@@ -69,10 +69,10 @@ def pretrain_chexnet(manifest: str | Path, out: str | Path, size: int = 224, cfg
     from ..hf import resolve_data_root
     from ..manifest import read_manifest
     from ..models.ladder import save_weights
+    from ..preprocess.augment import PaperAugment
     from ..preprocess.config import PreprocessConfig
     from ..preprocess.enhance import render
     from ..splits import make_split
-    from .data import paper_augmentation
 
     cfg = cfg or TrainConfig(epochs=10, batch_size=16, lr=1e-3, patience=2)
     df = read_manifest(manifest)
@@ -89,7 +89,7 @@ def pretrain_chexnet(manifest: str | Path, out: str | Path, size: int = 224, cfg
         return render(pixels, conf)
 
     parts = {s: _MultiLabel(rows[rows["split"] == s], root, render_one, IMAGENET_MEAN, IMAGENET_STD,
-                            paper_augmentation() if s == "train" else None) for s in ("train", "val", "test")}
+                            PaperAugment(seed=cfg.seed) if s == "train" else None) for s in ("train", "val", "test")}
     _, _, local = distributed()
     device = device_for(local)
     model = timm.create_model("densenet121", pretrained=False, num_classes=len(CHEXNET_FINDINGS))

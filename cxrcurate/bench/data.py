@@ -97,11 +97,16 @@ class ImageDataset:
         root: data root.
         render: ``pixels -> uint8 (3, H, W)``.
         mean, std: per-channel normalisation (on 0..1 values).
-        augment: a callable on the uint8 tensor, applied in training only.
+        augment: ``augment(image, index)`` on the float image in [0, 1] (``preprocess.augment.PaperAugment``),
+            in training only.
+        cached: per row, a preprocessed ``.npy`` entry of the tensor cache (``cxrcurate preprocess``) to read
+            instead of decoding and rendering, or None.
     """
 
     def __init__(self, rows: pd.DataFrame, root: Path, render: Callable[[np.ndarray], np.ndarray],
-                 mean: Sequence[float], std: Sequence[float], augment: Callable[[Any], Any] | None = None) -> None:
+                 mean: Sequence[float], std: Sequence[float], augment: Callable[[Any], Any] | None = None,
+                 cached: Sequence[Path | None] | None = None) -> None:
+        self.cached = list(cached) if cached is not None else [None] * len(rows)
         self.paths = [str(root / p) for p in rows["path"]]
         self.targets = rows["target"].to_numpy(int)
         self.ids = list(rows["image_id"])
@@ -116,19 +121,10 @@ class ImageDataset:
 
         from ..imageio import decode_image
 
-        x = torch.from_numpy(np.ascontiguousarray(self.render(decode_image(self.paths[i]).pixels)))
+        entry = self.cached[i]
+        array = np.load(entry) if entry is not None else self.render(decode_image(self.paths[i]).pixels)
+        x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
         if self.augment is not None:
-            x = self.augment(x)
-        x = (x.float().numpy() / 255.0 - self.mean) / self.std
+            x = self.augment(x, i)
+        x = (x.numpy() - self.mean) / self.std
         return torch.from_numpy(x), int(self.targets[i]), self.ids[i]
-
-
-def paper_augmentation():
-    """The paper's augmentations on a uint8 tensor: rotation, flips, zoom 0.8-1.5, brightness 0.5-1.3, shift 0.2.
-
-    Random draws come from torch's generator, which the DataLoader seeds per worker from the run's seed.
-    """
-    from torchvision.transforms import v2
-
-    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=10, translate=(0.2, 0.2), scale=(0.8, 1.5)),
-                       v2.ColorJitter(brightness=(0.5, 1.3))])

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import CxrcurateError
 from ..models import IMAGENET_MEAN, IMAGENET_STD, LADDER, ModelSpec, get_spec
-from .data import LEAKY, ImageDataset, TaskData, paper_augmentation, prepare
+from .data import LEAKY, ImageDataset, TaskData, prepare
 from .metrics import aggregate, score
 from .train import TrainConfig
 
@@ -44,6 +44,7 @@ class BenchOptions:
     n_boot: int = 1000
     quick: bool = False
     resume: bool = False
+    cache: str | None = None
     data_root: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -74,18 +75,43 @@ def is_main() -> bool:
         torch.distributed.get_rank() == 0
 
 
-def _renderer(spec: ModelSpec, size: int):
-    from functools import partial
+class _Render:
+    """Picklable ``pixels -> (3, size, size) uint8`` for DataLoader workers (lung model loaded once per worker)."""
 
-    from ..preprocess.enhance import render
+    def __init__(self, config) -> None:
+        from ..preprocess.pipeline import Preprocessor
 
-    return partial(render, config=preprocess_config(spec, size))
+        self.pre = Preprocessor(config)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.pre(pixels)[0]
+
+
+def _renderer(spec: ModelSpec, size: int) -> _Render:
+    return _Render(preprocess_config(spec, size))
 
 
 def _datasets(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions):
-    render = _renderer(spec, opts.size or spec.input_size)
-    aug = paper_augmentation() if opts.augment else None
-    make = lambda part, a: ImageDataset(task.part(part), root, render, IMAGENET_MEAN, IMAGENET_STD, a)  # noqa: E731
+    size = opts.size or spec.input_size
+    render = _renderer(spec, size)
+    from ..preprocess.augment import PaperAugment
+
+    aug = PaperAugment(seed=opts.seed) if opts.augment else None
+    folder = None
+    if opts.cache:
+        from ..preprocess.cache import cache_folder
+
+        folder = cache_folder(opts.cache, preprocess_config(spec, size))
+
+    def make(part: str, augment):
+        rows = task.part(part)
+        cached = None
+        if folder is not None:
+            from ..preprocess.cache import entry_path
+
+            cached = [e if (e := entry_path(folder, sha)).exists() else None for sha in rows["pixel_sha256"]]
+        return ImageDataset(rows, root, render, IMAGENET_MEAN, IMAGENET_STD, augment, cached)
+
     return make("train", aug), make("val", None), make("test", None)
 
 

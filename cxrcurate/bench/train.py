@@ -100,8 +100,7 @@ def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, generator: torch.Gener
         sampler = torch.utils.data.distributed.DistributedSampler(ds, shuffle=shuffle, seed=cfg.seed)
         shuffle = False
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, num_workers=cfg.workers,
-                      generator=generator, pin_memory=torch.cuda.is_available(), drop_last=False,
-                      persistent_workers=cfg.workers > 0)
+                      generator=generator, pin_memory=torch.cuda.is_available(), drop_last=False)
 
 
 @torch.no_grad()
@@ -204,10 +203,13 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
     generator = seed_everything(cfg.seed)
     started = time.time()
-    loader = _loader(train_ds, cfg, shuffle=True, generator=generator)  # workers persist across epochs
     val_loader = _loader(val_ds, cfg, shuffle=False)
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
+        augment = getattr(train_ds, "augment", None)
+        if hasattr(augment, "set_epoch"):
+            augment.set_epoch(epoch)  # a new draw per epoch; the fresh loader's workers copy it
+        loader = _loader(train_ds, cfg, shuffle=True, generator=generator)
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         total, seen, t0, wait = 0.0, 0, time.time(), 0.0

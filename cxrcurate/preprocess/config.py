@@ -28,6 +28,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "lungs-unet-w8-160.safetensors"
 
 
+class LungWeightsError(CxrcurateError):
+    """Lung-segmentation weights are missing or unreadable (the message says how to train or get them)."""
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """What turns a decoded 8-bit grayscale image into the model's ``(C, size, size)`` uint8 input.
@@ -40,7 +44,8 @@ class PreprocessConfig:
         clahe_clip: OpenCV CLAHE ``clipLimit``.
         clahe_grid: OpenCV CLAHE ``tileGridSize`` (columns, rows).
         beasf_gamma: BEASF sigmoid steepness (the paper uses 1.5).
-        lungs: lung U-Net weights: ``"default"`` (shipped with the package), a file path, or None (no crop).
+        lungs: lung U-Net weights: ``"default"`` (shipped with the package), a file path, or None / ``"none"``
+            (no crop).
         mask_threshold: probability above which a pixel is lung.
         mask_dilate: dilation of the lung mask, as a fraction of the mask's shorter side.
         crop_margin: margin added on each side of the lung box, as a fraction of the box's width / height.
@@ -67,7 +72,8 @@ class PreprocessConfig:
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "clahe_grid", tuple(int(v) for v in self.clahe_grid))
         if self.lungs is not None:
-            object.__setattr__(self, "lungs", str(self.lungs))
+            lungs = str(self.lungs)
+            object.__setattr__(self, "lungs", None if lungs.lower() == "none" else lungs)
         if self.histogram_reference is not None:
             object.__setattr__(self, "histogram_reference", str(self.histogram_reference))
         problems = []
@@ -93,7 +99,7 @@ class PreprocessConfig:
     @property
     def lungs_path(self) -> Path | None:
         """The lung weights file this config names (the shipped one for ``"default"``), or None for no crop."""
-        if self.lungs is None or self.lungs.lower() == "none":
+        if self.lungs is None:
             return None
         return SHIPPED_WEIGHTS if self.lungs == SHIPPED_LUNGS else Path(self.lungs)
 
@@ -119,16 +125,15 @@ class PreprocessConfig:
         """What the hash covers: the fields, with files replaced by digests of their content.
 
         Raises:
-            CxrcurateError: the lung weights or the histogram reference named here cannot be read.
+            LungWeightsError: the lung weights file named here does not exist.
+            ImageDecodeError: the histogram reference cannot be decoded.
         """
         payload = self.to_dict()
         payload["pipeline_version"] = PIPELINE_VERSION
         lungs = self.lungs_path
         if lungs is not None:
-            from .lungs import missing_weights_message
-
             if not lungs.is_file():
-                raise CxrcurateError(missing_weights_message(lungs))
+                raise LungWeightsError(missing_weights_message(lungs))
             payload["lungs"] = "sha256:" + _file_digest(str(lungs.resolve()), os.stat(lungs).st_mtime_ns)
         else:
             for name in ("lungs", "mask_threshold", "mask_dilate", "crop_margin", "min_lung_fraction"):
@@ -145,10 +150,19 @@ class PreprocessConfig:
         """A 16-hex-digit digest of ``hash_payload()``: equal for configs that write the same pixels.
 
         Raises:
-            CxrcurateError: the lung weights or the histogram reference cannot be read.
+            LungWeightsError: the lung weights file named here does not exist.
+            ImageDecodeError: the histogram reference cannot be decoded.
         """
         blob = json.dumps(self.hash_payload(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def missing_weights_message(path: str | os.PathLike) -> str:
+    """What to tell a user whose lung weights file is missing."""
+    return (f"no lung-segmentation weights at {path}. Train some with `cxrcurate train-lungs MANIFEST --size 160 "
+            f"--epochs 60 --out {path}` (MANIFEST: a manifest whose rows have mask_paths, e.g. built from the "
+            f"Cohen dataset with its lung-masks/ folder), put a weights file there, or pass --lungs none "
+            f"(no lung crop). The package's own weights live at {SHIPPED_WEIGHTS}.")
 
 
 @lru_cache(maxsize=16)

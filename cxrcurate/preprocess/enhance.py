@@ -13,6 +13,7 @@ more for an output that is downsampled anyway.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -42,8 +43,22 @@ def clahe(pixels: np.ndarray, clip_limit: float = 2.0, tile_grid: tuple[int, int
     Raises:
         ValueError: ``pixels`` is not a 2-D uint8 array.
     """
-    op = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(int(tile_grid[0]), int(tile_grid[1])))
-    return op.apply(_as_gray(pixels))
+    return _clahe_op(float(clip_limit), int(tile_grid[0]), int(tile_grid[1])).apply(_as_gray(pixels))
+
+
+@lru_cache(maxsize=8)
+def _clahe_op(clip_limit: float, columns: int, rows: int) -> cv2.CLAHE:
+    """One OpenCV CLAHE object per parameter set and process (creating one per image costs as much as using it)."""
+    return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(columns, rows))
+
+
+def histogram(pixels: np.ndarray) -> np.ndarray:
+    """The 256-bin gray-level histogram of a 2-D uint8 image (float64 counts).
+
+    Raises:
+        ValueError: ``pixels`` is not a 2-D uint8 array.
+    """
+    return cv2.calcHist([_as_gray(pixels)], [0], None, [256], [0, 256]).ravel().astype(np.float64)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -113,7 +128,7 @@ def beasf_lut(pixels: np.ndarray, gamma: float = 1.5) -> np.ndarray:
     Raises:
         ValueError: ``pixels`` is not a 2-D uint8 array, or ``gamma`` is negative.
     """
-    return beasf_lut_from_histogram(np.bincount(_as_gray(pixels).ravel(), minlength=256), gamma)
+    return beasf_lut_from_histogram(histogram(pixels), gamma)
 
 
 def beasf(pixels: np.ndarray, gamma: float = 1.5) -> np.ndarray:
@@ -123,7 +138,7 @@ def beasf(pixels: np.ndarray, gamma: float = 1.5) -> np.ndarray:
         ValueError: ``pixels`` is not a 2-D uint8 array, or ``gamma`` is negative.
     """
     pixels = _as_gray(pixels)
-    return beasf_lut(pixels, gamma)[pixels]
+    return cv2.LUT(pixels, beasf_lut(pixels, gamma))
 
 
 def match_histogram(pixels: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -176,6 +191,17 @@ def pad_square(pixels: np.ndarray, size: int, value: int = 0) -> np.ndarray:
     return out
 
 
+def _views(pixels: np.ndarray, channels: Sequence[str], clahe_clip: float, clahe_grid: tuple[int, int],
+           beasf_gamma: float) -> dict[str, np.ndarray]:
+    """Each distinct view among ``channels``, computed once."""
+    makers = {"original": lambda: pixels, "clahe": lambda: clahe(pixels, clahe_clip, clahe_grid),
+              "beasf": lambda: beasf(pixels, beasf_gamma)}
+    unknown = [c for c in channels if c not in makers]
+    if unknown or not channels:
+        raise ValueError(f"channels {list(channels)} must be a non-empty list of {list(makers)}")
+    return {name: makers[name]() for name in dict.fromkeys(channels)}
+
+
 def channel_stack(pixels: np.ndarray, channels: Sequence[str], clahe_clip: float = 2.0,
                   clahe_grid: tuple[int, int] = (8, 8), beasf_gamma: float = 1.5) -> np.ndarray:
     """``(C, H, W)`` uint8: the image's ``original``, ``clahe`` and ``beasf`` views in the order asked for.
@@ -185,13 +211,7 @@ def channel_stack(pixels: np.ndarray, channels: Sequence[str], clahe_clip: float
     Raises:
         ValueError: an unknown channel name, or ``pixels`` is not a 2-D uint8 array.
     """
-    pixels = _as_gray(pixels)
-    makers = {"original": lambda: pixels, "clahe": lambda: clahe(pixels, clahe_clip, clahe_grid),
-              "beasf": lambda: beasf(pixels, beasf_gamma)}
-    unknown = [c for c in channels if c not in makers]
-    if unknown or not channels:
-        raise ValueError(f"channels {list(channels)} must be a non-empty list of {list(makers)}")
-    views = {name: makers[name]() for name in dict.fromkeys(channels)}
+    views = _views(_as_gray(pixels), channels, clahe_clip, clahe_grid, beasf_gamma)
     return np.stack([views[c] for c in channels])
 
 
@@ -202,8 +222,11 @@ def render(pixels: np.ndarray, config: PreprocessConfig) -> np.ndarray:
         ValueError: ``pixels`` is not a 2-D uint8 array.
     """
     pixels = _as_gray(pixels)
-    shape = (config.size, config.size) if config.resize == "stretch" else fit_shape(*pixels.shape, config.size)
-    stack = channel_stack(resize(pixels, shape), config.channels, config.clahe_clip, config.clahe_grid,
-                          config.beasf_gamma)
-    return stack if stack.shape[1:] == (config.size, config.size) else pad_square(stack, config.size,
-                                                                                  config.pad_value)
+    size = config.size
+    h, w = (size, size) if config.resize == "stretch" else fit_shape(*pixels.shape, size)
+    views = _views(resize(pixels, (h, w)), config.channels, config.clahe_clip, config.clahe_grid, config.beasf_gamma)
+    out = np.full((len(config.channels), size, size), config.pad_value, dtype=np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2  # the same placement as pad_square
+    for i, name in enumerate(config.channels):
+        out[i, top:top + h, left:left + w] = views[name]
+    return out

@@ -1,0 +1,275 @@
+"""The preprocessed-image cache: each picture preprocessed once per config, read back as ready tensors.
+
+Layout (one folder per config hash, one ``.npy`` file per distinct picture)::
+
+    CACHE/<config_hash>/config.json              the config, what its hash covers, the cxrcurate version
+    CACHE/<config_hash>/<ab>/<pixel_sha256>.npy  (C, size, size) uint8; <ab> = first two hex digits of the hash
+    CACHE/<config_hash>/info.jsonl               one JSON line per computed picture: lung status and crop box
+
+The key is (``pixel_sha256``, ``config_hash``): copies of one picture (same pixels) share a file, and a changed
+config (or changed lung weights, or reference image) lands in a fresh folder, so stale tensors are never served;
+the old folder stays until deleted (``build_cache`` logs which ones are there). One file per picture, rather than
+shards, keeps every write atomic and independent (temporary file + rename), so an interrupted build loses nothing
+but the pictures in flight, a resumed one skips what exists, and no index can get out of step with the data.
+Reading one 320x320x3 file is a single ``np.load`` (``mmap=True`` maps it instead). ``info.jsonl`` is
+informational; a torn last line (after a kill) is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CxrcurateError
+from ..imageio import decode_image, pixel_sha256
+from .config import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+_STALE_TMP_SECONDS = 600
+_WORKER: dict[str, Any] = {}
+
+
+def cache_folder(cache: str | os.PathLike, config: PreprocessConfig) -> Path:
+    """The folder of ``config``'s entries inside the cache ``cache``."""
+    return Path(cache) / config.config_hash()
+
+
+def entry_path(folder: Path, sha: str) -> Path:
+    """Where the picture with pixel hash ``sha`` is stored in a config folder."""
+    return folder / sha[:2] / f"{sha}.npy"
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _init_worker(config: dict[str, Any], device: str, single_thread: bool = True) -> None:
+    """Set up one preprocessor per process; in a pool, single-threaded (the pool is the parallelism)."""
+    if single_thread:
+        import cv2
+
+        cv2.setNumThreads(1)
+        if PreprocessConfig.from_dict(config).lungs_path is not None:
+            import torch
+
+            torch.set_num_threads(1)
+    from .pipeline import Preprocessor
+
+    _WORKER["pre"] = Preprocessor(PreprocessConfig.from_dict(config), device)
+
+
+def _job(item: tuple[str, str, str, str]) -> tuple[str, str, dict[str, Any] | None, str | None]:
+    """Preprocess one picture and store it: ``(sha, image_id, info, error)``; exactly one of info/error is set."""
+    sha, image_id, path, folder = item
+    try:
+        pixels = decode_image(path).pixels
+        if pixel_sha256(pixels) != sha:
+            return sha, image_id, None, (f"{path}: pixels differ from the manifest's pixel_sha256 (the file changed "
+                                         "since the manifest was built); rebuild the manifest")
+        output, info = _WORKER["pre"](pixels)
+        _write_npy(entry_path(Path(folder), sha), output)
+        return sha, image_id, info, None
+    except (CxrcurateError, ValueError) as exc:  # this picture only (unreadable, odd); disk errors still stop the build
+        return sha, image_id, None, str(exc)
+
+
+@dataclass
+class CacheResult:
+    """What ``build_cache`` did: counts are of distinct pictures (copies share one entry)."""
+
+    folder: Path
+    config_hash: str
+    computed: int = 0
+    reused: int = 0
+    failed: int = 0
+    no_lungs: int = 0
+    seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_info(folder: Path) -> dict[str, dict[str, Any]]:
+    """``info.jsonl`` of a config folder as ``{pixel_sha256: info}`` (unreadable lines skipped)."""
+    out: dict[str, dict[str, Any]] = {}
+    path = folder / "info.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                out[rec["sha"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return out
+
+
+def _prepare_folder(cache: Path, config: PreprocessConfig) -> tuple[Path, str]:
+    """Create the config folder with its ``config.json``; clear temporary files left by a killed build."""
+    from .. import __version__
+
+    h = config.config_hash()
+    folder = cache / h
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = folder / "config.json"
+    if not meta.exists():
+        tmp = folder / ".config.json.tmp"
+        tmp.write_text(json.dumps({"config_hash": h, "config": config.to_dict(), "hashed": config.hash_payload(),
+                                   "cxrcurate_version": __version__, "layout": "<ab>/<pixel_sha256>.npy, (C, H, W) "
+                                   "uint8"}, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, meta)
+    now = time.time()
+    for tmp in folder.glob("*/.*.tmp"):
+        if now - tmp.stat().st_mtime > _STALE_TMP_SECONDS:
+            tmp.unlink(missing_ok=True)
+    others = sorted(p.name for p in cache.iterdir() if p.is_dir() and p.name != h and (p / "config.json").exists())
+    if others:
+        log.info("other configs cached in %s (delete their folders to free space): %s", cache, ", ".join(others))
+    return folder, h
+
+
+def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfig,
+                data_root: str | os.PathLike | None = None, workers: int | None = None, progress: bool = True,
+                device: str = "cpu") -> CacheResult:
+    """Preprocess every distinct picture of ``manifest`` that is not cached yet for ``config``.
+
+    Parallel over ``workers`` processes (default: all cores), with a progress bar; resumable (existing entries are
+    skipped) and safe to interrupt (atomic writes). A picture that fails (unreadable file, changed file) is
+    counted and reported, not fatal; it is retried by the next run. Workers are spawned, not forked (torch and
+    fork do not mix), so a script that calls this with ``workers > 1`` needs the ``if __name__ == "__main__":``
+    guard.
+
+    Raises:
+        CxrcurateError: the data root is unknown, or the lung weights the config names cannot be loaded.
+    """
+    from tqdm.auto import tqdm
+
+    from ..hf import _frame, resolve_data_root
+
+    start = time.monotonic()
+    df = _frame(manifest)
+    root = resolve_data_root(df, data_root)
+    folder, h = _prepare_folder(Path(cache), config)
+    firsts = df.drop_duplicates("pixel_sha256")
+    items = [(sha, iid, str(root / p), str(folder)) for sha, iid, p in
+             zip(firsts["pixel_sha256"], firsts["image_id"], firsts["path"], strict=True)]
+    todo = [it for it in items if not entry_path(folder, it[0]).exists()]
+    result = CacheResult(folder, h, reused=len(items) - len(todo))
+    if todo and config.lungs_path is not None:
+        from .lungs import load_weights
+
+        load_weights(config.lungs_path)  # fail here, once, with the clear message, not in every worker
+    workers = max(1, workers or os.cpu_count() or 1)
+    bar = tqdm(total=len(items), initial=result.reused, desc="preprocess", unit="img", disable=not progress)
+    with open(folder / "info.jsonl", "a") as info_fh:
+        def collect(results: Any) -> None:
+            for sha, image_id, info, error in results:
+                if error is None:
+                    result.computed += 1
+                    info_fh.write(json.dumps({"sha": sha, "image_id": image_id, **(info or {})}) + "\n")
+                    info_fh.flush()
+                else:
+                    result.failed += 1
+                    result.errors.append((image_id, error))
+                    log.warning("%s: %s", image_id, error)
+                bar.update(1)
+
+        try:
+            if workers > 1 and len(todo) > 2 * workers:
+                import multiprocessing
+
+                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init_worker, initargs=(config.to_dict(), device))
+                try:
+                    collect(pool.map(_job, todo, chunksize=4))
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            elif todo:
+                _init_worker(config.to_dict(), device, single_thread=False)  # leave the caller's threads alone
+                collect(map(_job, todo))
+        finally:
+            bar.close()
+    infos = read_info(folder)
+    result.no_lungs = sum(1 for it in items if infos.get(it[0], {}).get("lungs") == "not_found")
+    result.seconds = time.monotonic() - start
+    return result
+
+
+class CachedDataset:
+    """A torch ``Dataset`` over a manifest and a filled cache: ``(image (C, H, W) float in [0, 1], label, image_id)``.
+
+    Args:
+        manifest: a manifest path or DataFrame.
+        cache: the cache folder given to ``build_cache``.
+        config: the config the cache was built with (its hash picks the folder).
+        classes: labels to keep, in class-index order.
+        split: keep only this split.
+        keep_only: keep only ``keep == True`` rows when dedup has run.
+        augment: called as ``augment(image, index)`` (e.g. ``augment.PaperAugment``), seeded per sample.
+        transform: called as ``transform(image)`` after ``augment``.
+        mmap: memory-map the entries instead of reading them.
+
+    Raises:
+        CxrcurateError: unknown classes, no rows left, or entries missing (run ``cxrcurate preprocess``).
+    """
+
+    def __init__(self, manifest: Any, cache: str | os.PathLike, config: PreprocessConfig,
+                 classes: Sequence[str] = ("normal", "covid19", "pneumonia"), split: str | None = None,
+                 keep_only: bool = False, augment: Callable | None = None, transform: Callable | None = None,
+                 mmap: bool = False) -> None:
+        from ..hf import _frame
+        from ..labels import LABELS
+
+        bad = [c for c in classes if c not in LABELS]
+        if bad:
+            raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
+        df = _frame(manifest)
+        df = df[df["label"].isin(classes)]
+        if split is not None:
+            df = df[df["split"] == split]
+        if keep_only:
+            df = df[df["keep"].fillna(True).astype(bool)]
+        if df.empty:
+            raise CxrcurateError(f"no rows with labels {list(classes)}" + (f" in split {split!r}" if split else ""))
+        self.folder = cache_folder(cache, config)
+        self.paths = [entry_path(self.folder, sha) for sha in df["pixel_sha256"]]
+        missing = [iid for iid, p in zip(df["image_id"], self.paths, strict=True) if not p.exists()]
+        if missing:
+            where = manifest if isinstance(manifest, str | os.PathLike) else "MANIFEST"
+            raise CxrcurateError(f"{len(missing)} of {len(df)} image(s) are not in the cache {self.folder} (e.g. "
+                                 f"{missing[0]}); run `cxrcurate preprocess {where} --cache {cache} --size "
+                                 f"{config.size}` with the same options first")
+        self.image_ids = df["image_id"].tolist()
+        self.labels = [list(classes).index(lab) for lab in df["label"]]
+        self.classes = tuple(classes)
+        self.augment, self.transform, self.mmap = augment, transform, mmap
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, str]:
+        import torch
+
+        array = np.load(self.paths[index], mmap_mode="r" if self.mmap else None)
+        image = torch.from_numpy(np.array(array, copy=True) if self.mmap else array).float().mul_(1.0 / 255.0)
+        if self.augment is not None:
+            image = self.augment(image, index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index], self.image_ids[index]
