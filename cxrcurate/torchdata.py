@@ -10,6 +10,25 @@ from .errors import CxrcurateError
 from .labels import LABELS
 
 
+def select_rows(df: Any, classes: Sequence[str], split: str | None = None, keep_only: bool = False) -> Any:
+    """The rows of a manifest DataFrame with a label in ``classes`` (and the split, and kept copies only, if asked).
+
+    Raises:
+        CxrcurateError: an unknown class, or no row is left.
+    """
+    bad = [c for c in classes if c not in LABELS]
+    if bad:
+        raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
+    df = df[df["label"].isin(classes)]
+    if split is not None:
+        df = df[df["split"] == split]
+    if keep_only:
+        df = df[df["keep"].fillna(True).astype(bool)]
+    if df.empty:
+        raise CxrcurateError(f"no rows with labels {list(classes)}" + (f" in split {split!r}" if split else ""))
+    return df
+
+
 class ManifestDataset:
     """Images of a manifest as float tensors ``(1, H, W)`` in ``[0, 1]``, decoded with ``imageio.decode_image``.
 
@@ -30,18 +49,9 @@ class ManifestDataset:
                  transform: Callable | None = None, keep_only: bool = False) -> None:
         from .hf import _frame, resolve_data_root
 
-        bad = [c for c in classes if c not in LABELS]
-        if bad:
-            raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
         df = _frame(manifest)
         self.root = resolve_data_root(df, data_root)
-        df = df[df["label"].isin(classes)]
-        if split is not None:
-            df = df[df["split"] == split]
-        if keep_only:
-            df = df[df["keep"].fillna(True).astype(bool)]
-        if df.empty:
-            raise CxrcurateError(f"no rows with labels {list(classes)}" + (f" in split {split!r}" if split else ""))
+        df = select_rows(df, classes, split, keep_only)
         self.frame = df.reset_index(drop=True)
         self.classes = tuple(classes)
         self.transform = transform

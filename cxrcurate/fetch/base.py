@@ -24,7 +24,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -152,6 +152,19 @@ class Scraper(ABC):
         Raises:
             ParseError, FetchError: as for ``discover``.
         """
+
+    def paginate(self, url: str | None,
+                 parse: Callable[[str, str], tuple[list[CaseRef], str | None]]) -> Iterator[CaseRef]:
+        """Follow listing pages from ``url``: ``parse(html, url)`` gives the page's cases and the next page's URL.
+
+        A page already seen ends the walk, so a "next" link that loops cannot run forever.
+        """
+        seen_pages: set[str] = set()
+        while url and url not in seen_pages:
+            seen_pages.add(url)
+            page = self.client.get_page(url, max_age=LISTING_MAX_AGE)
+            refs, url = parse(page.text, page.final_url)
+            yield from refs
 
     def wanted(self, image: Image) -> str | None:
         """None when ``image`` should be downloaded, else why not (CT and other non-X-ray images stay online)."""

@@ -20,7 +20,7 @@ from bs4 import Tag
 
 from ..http import HttpClient
 from ..labels import normalize_sex, parse_age
-from .base import LISTING_MAX_AGE, Case, CaseRef, Image, Scraper, case_id_from, iso_date
+from .base import Case, CaseRef, Image, Scraper, case_id_from, iso_date
 from .parsing import image_url_of, layout_error, modality_from_text, require, soup, text_of, view_from_text
 
 SITE = "Eurorad"
@@ -125,12 +125,7 @@ class Eurorad(Scraper):
 
     def discover(self) -> Iterator[CaseRef]:
         url: str | None = f"{self.base_url}/advanced-search?{urlencode({'search': self.query})}"
-        seen_pages: set[str] = set()
-        while url and url not in seen_pages:
-            seen_pages.add(url)
-            page = self.client.get_page(url, max_age=LISTING_MAX_AGE)
-            refs, url = parse_search(page.text, page.final_url)
-            yield from refs
+        yield from self.paginate(url, parse_search)
 
     def fetch_case(self, ref: CaseRef) -> Case:
         page = self.client.get_page(ref.url)

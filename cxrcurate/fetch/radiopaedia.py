@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from ..errors import ParseError
 from ..http import HttpClient
 from ..labels import normalize_sex, normalize_view, parse_age
-from .base import LISTING_MAX_AGE, Case, CaseRef, Image, Scraper, case_id_from, iso_date
+from .base import Case, CaseRef, Image, Scraper, case_id_from, iso_date
 from .parsing import layout_error, require, soup, text_of, view_from_text
 
 SITE = "Radiopaedia"
@@ -147,12 +147,7 @@ class Radiopaedia(Scraper):
 
     def discover(self) -> Iterator[CaseRef]:
         url: str | None = f"{self.base_url}/search?{urlencode({'lang': 'us', 'q': self.query, 'scope': 'cases'})}"
-        seen_pages: set[str] = set()
-        while url and url not in seen_pages:
-            seen_pages.add(url)
-            page = self.client.get_page(url, max_age=LISTING_MAX_AGE)
-            refs, url = parse_search(page.text, page.final_url)
-            yield from refs
+        yield from self.paginate(url, parse_search)
 
     def fetch_case(self, ref: CaseRef) -> Case:
         page = self.client.get_page(ref.url)

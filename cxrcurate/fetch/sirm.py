@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 from bs4 import Tag
 
-from .base import LISTING_MAX_AGE, Case, CaseRef, Image, Scraper, case_id_from, iso_date, parse_date
+from .base import Case, CaseRef, Image, Scraper, case_id_from, iso_date, parse_date
 from .parsing import (
     age_sex_from_text,
     image_url_of,
@@ -131,12 +131,7 @@ class Sirm(Scraper):
 
     def discover(self) -> Iterator[CaseRef]:
         url: str | None = self.base_url + self.listing_path
-        seen_pages: set[str] = set()
-        while url and url not in seen_pages:
-            seen_pages.add(url)
-            page = self.client.get_page(url, max_age=LISTING_MAX_AGE)
-            refs, url = parse_listing(page.text, page.final_url)
-            yield from refs
+        yield from self.paginate(url, parse_listing)
 
     def fetch_case(self, ref: CaseRef) -> Case:
         page = self.client.get_page(ref.url)

@@ -234,19 +234,9 @@ class CachedDataset:
                  keep_only: bool = False, augment: Callable | None = None, transform: Callable | None = None,
                  mmap: bool = False) -> None:
         from ..hf import _frame
-        from ..labels import LABELS
+        from ..torchdata import select_rows
 
-        bad = [c for c in classes if c not in LABELS]
-        if bad:
-            raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
-        df = _frame(manifest)
-        df = df[df["label"].isin(classes)]
-        if split is not None:
-            df = df[df["split"] == split]
-        if keep_only:
-            df = df[df["keep"].fillna(True).astype(bool)]
-        if df.empty:
-            raise CxrcurateError(f"no rows with labels {list(classes)}" + (f" in split {split!r}" if split else ""))
+        df = select_rows(_frame(manifest), classes, split, keep_only)
         self.folder = cache_folder(cache, config)
         self.paths = [entry_path(self.folder, sha) for sha in df["pixel_sha256"]]
         missing = [iid for iid, p in zip(df["image_id"], self.paths, strict=True) if not p.exists()]
