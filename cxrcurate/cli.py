@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .bench.audit_cli import register as register_audit
 from .errors import CxrcurateError
 from .fetch.command import register as register_fetch
 from .preprocess.cli import register as register_preprocess
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("-q", "--quiet", action="store_true")
     pc.set_defaults(func=cmd_pretrain_chexnet)
     register_fetch(sub)
+    register_audit(sub)
     register_preprocess(sub)
     return p
 

@@ -100,7 +100,8 @@ def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, generator: torch.Gener
         sampler = torch.utils.data.distributed.DistributedSampler(ds, shuffle=shuffle, seed=cfg.seed)
         shuffle = False
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, num_workers=cfg.workers,
-                      generator=generator, pin_memory=torch.cuda.is_available(), drop_last=False)
+                      generator=generator, pin_memory=torch.cuda.is_available(),
+                      drop_last=shuffle and len(ds) > cfg.batch_size)  # no 1-image batch for batch norm
 
 
 @torch.no_grad()

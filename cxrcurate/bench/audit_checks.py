@@ -1,0 +1,226 @@
+"""The audit's data-side tests: source probe, leave-one-source-out, demographics, leakage.
+
+- ``source_probe``: within each label, can the collection an image came from be told from the model's pooled
+  features? Logistic regression (standardised features), cross-validated with folds grouped by patient, scored
+  by AUROC (one-vs-rest, macro, for more than two sources). Near 0.5: the features do not carry the source; near
+  1: they do, and the source is a candidate confounder of the label (a model that can see the source can learn
+  "this collection is the COVID-19 one").
+- ``leave_one_source_out``: retrain the run's model (same options) without one source and score it on that
+  source; the gap to its in-distribution test score says how much the model's figures rest on having seen the
+  collection. It trains one model per source, so ``--no-loso`` skips it, and a one-source run says ``not run``.
+- ``demographics``: pediatric share and age per class and split; flags a class whose negatives are mostly
+  children (a classifier of "child or adult" would then score well).
+- ``leakage``: ``cxrcurate.splits.leakage_report`` on the run's split.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import CxrcurateError
+from .audit import Check, worst
+
+log = logging.getLogger(__name__)
+PROBE_WARN, PROBE_FAIL = 0.70, 0.90
+GAP_WARN, GAP_FAIL = 0.10, 0.20
+PEDIATRIC_MOSTLY, PEDIATRIC_GAP, UNKNOWN_MOST = 0.5, 0.2, 0.5
+MIN_PER_SOURCE = 5
+THRESHOLDS = {
+    "source_probe": f"per label with >= 2 sources of >= {MIN_PER_SOURCE} images: cross-validated AUROC of the "
+                    f"source from pooled features; pass < {PROBE_WARN}, warn < {PROBE_FAIL}, fail >= {PROBE_FAIL} "
+                    "(worst label counts)",
+    "leave_one_source_out": f"gap = in-distribution test AUC - AUC on the held-out source (accuracy for both when "
+                            f"the held-out source has one class); pass <= {GAP_WARN}, warn <= {GAP_FAIL}, fail "
+                            "above (worst source counts)",
+    "demographics": f"per class, pediatric share (of rows whose status is known) of its positives vs its "
+                    f"negatives: fail when one side is > {PEDIATRIC_MOSTLY:.0%} children and the other is not; warn "
+                    f"when the shares differ by > {PEDIATRIC_GAP:.0%} points or > {UNKNOWN_MOST:.0%} of a "
+                    "class's rows have unknown status",
+    "leakage": "fail when any patient, duplicate group, identical or near-identical picture sits on two sides "
+               "(cxrcurate.splits.leakage_report), or the split is the LEAKY per-image one; pass otherwise",
+}
+
+
+def _features(run: Any, model: Any, rows: pd.DataFrame, batch_size: int, workers: int, device: Any) -> np.ndarray:
+    import torch
+
+    from .runio import batches
+
+    out = []
+    with torch.no_grad():
+        for x, _, _ in batches(run.dataset(rows), batch_size, workers):
+            out.append(model.features(x.to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def _probe_auc(x: np.ndarray, sources: np.ndarray, groups: np.ndarray, seed: int) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    codes, y = np.unique(sources, return_inverse=True)
+    folds = int(min(5, np.bincount(y).min(), len(np.unique(groups))))
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    proba = cross_val_predict(clf, x, y, groups=groups, cv=cv, method="predict_proba")
+    if len(codes) == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    return float(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+
+
+def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device: Any) -> Check:
+    """The ``source_probe`` check on every split's rows (at most ``options.probe_images``)."""
+    rows = frame
+    if options.probe_images and len(rows) > options.probe_images:  # the same share of every label x source
+        rows = rows.groupby(["label", "source"]).sample(frac=options.probe_images / len(frame),
+                                                        random_state=options.seed)
+    per_label: dict[str, Any] = {}
+    for label, g in rows.groupby("label"):
+        counts = g["source"].value_counts()
+        usable = counts[counts >= MIN_PER_SOURCE]
+        per_label[str(label)] = {"sources": counts.to_dict()}
+        if len(usable) < 2:
+            per_label[str(label)]["auroc"] = None
+            continue
+        g = g[g["source"].isin(usable.index)]
+        x = _features(run, model, g, options.batch_size, options.workers, device)
+        groups = g["patient_id"].fillna(g["image_id"]).astype(str).to_numpy()
+        if len(np.unique(groups)) < 2:
+            per_label[str(label)]["auroc"] = None
+            continue
+        per_label[str(label)]["auroc"] = _probe_auc(x, g["source"].to_numpy(), groups, options.seed)
+    scored = {k: v["auroc"] for k, v in per_label.items() if v["auroc"] is not None}
+    if not scored:
+        return Check("source_probe", "not run", f"no label has two sources with >= {MIN_PER_SOURCE} images "
+                     "(a one-source run cannot confound label and source)", {"labels": per_label},
+                     THRESHOLDS["source_probe"])
+    status = worst(["pass" if a < PROBE_WARN else "warn" if a < PROBE_FAIL else "fail" for a in scored.values()])
+    text = ", ".join(f"{k} {v:.2f}" for k, v in scored.items())
+    return Check("source_probe", status, f"source predictable from features within label (AUROC): {text}",
+                 {"labels": per_label, "images": int(len(rows))}, THRESHOLDS["source_probe"])
+
+
+def _heldout_score(run_dir: Any, rows: pd.DataFrame, options: Any) -> dict[str, Any]:
+    """AUC and accuracy of the LOSO model (``run_dir``) on the held-out source's rows."""
+    from .metrics import score
+    from .runio import RunFolder, batches, predict_scores
+    from .train import device_for
+
+    device = device_for(0)
+    loso = RunFolder.open(run_dir)
+    model = loso.load_model(0, device)
+    proba = [predict_scores(model, x.to(device)) for x, _, _ in batches(loso.dataset(rows), options.batch_size)]
+    y = rows["target"].to_numpy()
+    res = score(y, np.concatenate(proba), loso.classes, n_boot=0)
+    inside = loso.metrics["runs"][0]
+    return {"n": int(len(rows)), "classes_present": sorted(set(map(int, y))), "auc": res["roc_auc"],
+            "accuracy": res["accuracy"], "in_distribution_auc": inside["roc_auc"],
+            "in_distribution_accuracy": inside["accuracy"]}
+
+
+def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
+    """The ``leave_one_source_out`` check: one retrained model per held-out source (under ``RUN/audit-loso/``)."""
+    from ..manifest import write_manifest
+    from .data import task_targets
+    from .run import BenchOptions, run_bench
+    from .train import TrainConfig
+
+    sources = sorted(frame["source"].unique())
+    name, limits = "leave_one_source_out", THRESHOLDS["leave_one_source_out"]
+    if not options.loso:
+        return Check(name, "not run", "skipped (--no-loso); it retrains one model per source", {}, limits)
+    if len(sources) < 2:
+        return Check(name, "not run", f"the run has a single source ({sources[0]}): nothing to leave out", {}, limits)
+    if run.spec.zero_shot:
+        return Check(name, "not run", "zero-shot model: nothing is trained", {}, limits)
+    raw = dict(run.config["options"])
+    opts = {**raw, "train": TrainConfig(**raw["train"]), "negatives": tuple(raw["negatives"]), "runs": 1,
+            "resume": False, "n_boot": 0, "data_root": str(run.root)}
+    manifest = run.manifest
+    keep = manifest[manifest["keep"].fillna(True).astype(bool)]
+    results: dict[str, Any] = {}
+    for src in options.loso_sources or sources:
+        out = run.path / "audit-loso" / str(src)
+        held = keep[keep["source"] == src].copy()
+        held["target"] = task_targets(held, run.classes, opts["negatives"])
+        held = held[held["target"].notna()].astype({"target": int})
+        try:
+            path = write_manifest(manifest[manifest["source"] != src], out / "manifest.parquet",
+                                  {**manifest.attrs.get("cxrcurate", {}), "data_root": str(run.root)})
+            run_bench(path, out, BenchOptions(**opts), progress=False)
+            results[str(src)] = _heldout_score(out, held.reset_index(drop=True), options)
+        except Exception as exc:  # a retrain that fails (too few rows, a training error) must not end the audit
+            results[str(src)] = {"error": f"{type(exc).__name__}: {exc}"}
+            log.warning("leave-one-source-out without %s not run: %s", src, exc,
+                        exc_info=not isinstance(exc, CxrcurateError))
+    gaps, statuses = {}, []
+    for src, r in results.items():
+        if "error" in r:
+            continue
+        both = np.isfinite(r["auc"]) and np.isfinite(r["in_distribution_auc"])
+        r["gap_metric"] = "auc" if both else "accuracy"
+        r["gap"] = (r["in_distribution_auc"] - r["auc"]) if both else (r["in_distribution_accuracy"] - r["accuracy"])
+        gaps[src] = r["gap"]
+        statuses.append("pass" if r["gap"] <= GAP_WARN else "warn" if r["gap"] <= GAP_FAIL else "fail")
+    if not gaps:
+        why = "; ".join(f"{s}: {r['error'][:160]}" for s, r in results.items())
+        return Check(name, "not run", f"no source could be left out ({why})", {"sources": results}, limits)
+    text = ", ".join(f"{s} {g:+.3f} ({results[s]['gap_metric']})" for s, g in gaps.items())
+    failed = [s for s, r in results.items() if "error" in r]
+    text += f"; not run without {', '.join(failed)} (see numbers)" if failed else ""
+    return Check(name, worst(statuses), f"gap when the source is unseen: {text}", {"sources": results}, limits)
+
+
+def _pediatric_share(rows: pd.DataFrame) -> tuple[float, int, int]:
+    known = rows["pediatric"].dropna().astype(bool)
+    return (float(known.mean()) if len(known) else float("nan")), int(known.sum()), int(len(rows) - len(known))
+
+
+def demographics(frame: pd.DataFrame, classes: tuple[str, ...]) -> Check:
+    """The ``demographics`` check: tables per label x split and the per-class pediatric comparison."""
+    table = []
+    for (label, split), g in frame.groupby(["label", "split"]):
+        share, n_ped, unknown = _pediatric_share(g)
+        age = g["age_years"].dropna()
+        table.append({"label": label, "split": split, "n": int(len(g)), "pediatric": n_ped,
+                      "pediatric_unknown": unknown, "pediatric_share": share,
+                      "age_known": int(len(age)), "age_median": float(age.median()) if len(age) else None,
+                      "age_q1": float(age.quantile(0.25)) if len(age) else None,
+                      "age_q3": float(age.quantile(0.75)) if len(age) else None})
+    per_class, statuses, flags = {}, [], []
+    for t, cls in enumerate(classes):
+        pos, neg = frame[frame["target"] == t], frame[frame["target"] != t]
+        (sp, _, up), (sn, _, _) = _pediatric_share(pos), _pediatric_share(neg)
+        status = "pass"
+        if np.isfinite(sp) and np.isfinite(sn) and ((sn > PEDIATRIC_MOSTLY) != (sp > PEDIATRIC_MOSTLY)):
+            status = "fail"
+            flags.append(f"{cls}: {'negatives' if sn > sp else 'positives'} mostly children ({sp:.0%} vs {sn:.0%})")
+        elif (np.isfinite(sp) and np.isfinite(sn) and abs(sp - sn) > PEDIATRIC_GAP) or up > UNKNOWN_MOST * len(pos):
+            status = "warn"
+            flags.append(f"{cls}: pediatric share {sp:.0%} vs {sn:.0%} in the rest ({up} of {len(pos)} unknown)")
+        per_class[cls] = {"positives_pediatric_share": sp, "negatives_pediatric_share": sn,
+                          "positives_unknown": up, "positives": int(len(pos)), "status": status}
+        statuses.append(status)
+    summary = "; ".join(flags) or "pediatric shares alike across classes: " + ", ".join(
+        f"{c} {v['positives_pediatric_share']:.0%}" for c, v in per_class.items())
+    return Check("demographics", worst(statuses), summary, {"per_class": per_class, "table": table},
+                 THRESHOLDS["demographics"])
+
+
+def leakage(frame: pd.DataFrame, split_policy: str | None) -> Check:
+    """The ``leakage`` check: the split's leakage report, included whole."""
+    from ..splits import leakage_report
+
+    report = leakage_report(frame)
+    found = {k: f.total for k, f in report.findings.items() if f.total}
+    status = "fail" if found or split_policy == "per-image" else "pass"
+    summary = ("nothing crosses sides" if not found else "crossing sides: " + ", ".join(
+        f"{k} {v}" for k, v in found.items())) + ("; LEAKY per-image split" if split_policy == "per-image" else "")
+    return Check("leakage", status, summary, {"report": report.to_dict()}, THRESHOLDS["leakage"])
+

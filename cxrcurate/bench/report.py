@@ -1,0 +1,280 @@
+"""``cxrcurate report RUN -o report.html``: one self-contained HTML page about a bench run.
+
+Sections: the run's configuration; the data (label x source per split, pediatric share, duplicates removed); the
+metrics with bootstrap CIs, ROC curves and confusion matrices; Grad-CAM and LIME overlays of correct and wrong
+test cases of each class; the audit (``RUN/audit.json``, when ``cxrcurate audit`` has run); and the paper's
+figures beside ours. Every picture is a base64 PNG inside the page, and the page loads nothing else (no scripts,
+fonts or style sheets from anywhere), so it can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#1d2430;line-height:1.45;padding:0 1rem}
+h1{font-size:1.7rem;margin-bottom:.2rem}h2{border-bottom:2px solid #d8dee9;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}
+th,td{border:1px solid #d8dee9;padding:.25rem .55rem;text-align:left;vertical-align:top}
+th{background:#eef2f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{background:#d9f2dd}.warn{background:#fff1c7}.fail{background:#f9d3d0}.notrun{background:#eceff3;color:#555}
+.banner{background:#f9d3d0;border:1px solid #c0392b;padding:.6rem 1rem;font-weight:600}
+.note{color:#555;font-size:.9rem}img{max-width:100%;height:auto;border:1px solid #e5e9f0;margin:.3rem 0}
+.figs{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+"""
+
+
+@dataclass
+class ReportOptions:
+    """What the report shows (attributions are recomputed for the few cases drawn)."""
+
+    run_index: int = 0
+    methods: tuple[str, ...] = ("gradcam", "lime")
+    cases: int = 2
+    attributions: bool = True
+    lime_samples: int = 100
+    lung_source: str = "auto"
+    manifest: str | None = None
+    data_root: str | None = None
+
+
+def esc(value: Any) -> str:
+    """HTML-escaped text of any value (floats to 3 decimals, missing as a dash)."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def table(rows: list[dict[str, Any]] | pd.DataFrame, classes: dict[str, str] | None = None) -> str:
+    """An HTML table of records (numbers right-aligned); ``classes`` maps a column to a cell-class column."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    if df.empty:
+        return "<p class='note'>(nothing to show)</p>"
+    classes = classes or {}
+    shown = [c for c in df.columns if c not in classes.values()]
+    head = "".join(f"<th>{esc(c)}</th>" for c in shown)
+    body = []
+    for rec in df.to_dict("records"):
+        cells = []
+        for c in shown:
+            v = rec[c]
+            css = str(rec[classes[c]]).replace(" ", "") if c in classes else ""
+            css += " num" if isinstance(v, int | float | np.number) and not isinstance(v, bool) else ""
+            cells.append(f"<td class='{css.strip()}'>{esc(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _ci(value: float, ci: list[float] | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "-"
+    if ci and all(np.isfinite(ci)):
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def config_section(run: Any) -> str:
+    """The run's options, input and environment."""
+    o, spec, env = run.config["options"], run.spec, run.config.get("environment", {})
+    rows = [("model", f"{spec.name}: {spec.description}"), ("classes", " / ".join(spec.classes)),
+            ("input", f"{run.size} px, {spec.channels}" + (", lung crop" if spec.lungs else "")),
+            ("initialisation", o.get("init") or spec.init), ("weights", o.get("weights")),
+            ("split policy", o["split_policy"]), ("negatives (binary)", ", ".join(o.get("negatives", []))),
+            ("seeds", f"{o['seed']}..{o['seed'] + o['runs'] - 1}"), ("max images", o.get("max_images")),
+            ("epochs / batch / lr", f"{o['train']['epochs']} / {o['train']['batch_size']} / {o['train']['lr']}"),
+            ("augmentation", o.get("augment")), ("manifest", run.config.get("manifest")),
+            ("data root", run.config.get("data_root")), ("device", env.get("device")), ("torch", env.get("torch")),
+            ("training time", f"{run.metrics.get('seconds', '-')} s")]
+    return "<h2>Configuration</h2>" + table([{"option": k, "value": v} for k, v in rows])
+
+
+def data_section(run: Any, frame: pd.DataFrame, k: int) -> str:
+    """Label x source x split, pediatric share, duplicates removed, the run's notes."""
+    counts = pd.crosstab([frame["source"], frame["label"]], frame["split"]).reindex(
+        columns=[s for s in ("train", "val", "test") if s in set(frame["split"])], fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    ped = frame.groupby(["source", "label"])["pediatric"].agg(
+        lambda s: float(s.dropna().astype(bool).mean()) if s.notna().any() else float("nan"))
+    counts["pediatric share"] = ped
+    counts["pediatric unknown"] = frame.groupby(["source", "label"])["pediatric"].agg(lambda s: int(s.isna().sum()))
+    m = run.manifest
+    labels = set(frame["label"])
+    in_task = m[m["label"].isin(labels)]
+    if in_task["dup_group"].isna().all():
+        dups = "The manifest was not deduplicated (`cxrcurate dedup`): copies may sit on both sides of the split."
+    else:
+        removed = int((~in_task["keep"].fillna(True).astype(bool)).sum())
+        groups = int(in_task.groupby("dup_group").size().gt(1).sum())
+        dups = (f"{removed} duplicate row(s) of the task's labels were removed before splitting ({groups} picture(s) "
+                "with more than one copy); one copy of each picture is kept.")
+    notes = run.metrics["runs"][0].get("notes", []) if run.metrics.get("runs") else []
+    notes = [n for n in notes if "not deduplicated" not in n]  # said above
+    return (f"<h2>Data</h2><p>Rows of run-{k} by source, label and split (the task's rows after deduplication and "
+            "any cap).</p>" + table(counts.reset_index())
+            + f"<p>{esc(dups)}</p>" + "".join(f"<p class='note'>note: {esc(n)}</p>" for n in notes))
+
+
+def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
+    """Figures with CIs per seed, per class, ROC curves and confusion matrices."""
+    from .figures import confusion_figure, roc_figure
+
+    rows = []
+    for k, r in enumerate(run.metrics["runs"]):
+        rows.append({"run": f"run-{k}", "seed": r.get("seed"), "test n": r["n"],
+                     "accuracy": _ci(r["accuracy"], r["ci95"].get("accuracy")),
+                     "COVID-19 F1": _ci(r["covid_f1"], r["ci95"].get("covid_f1")),
+                     "ROC AUC": _ci(r["roc_auc"], r["ci95"].get("roc_auc"))})
+    agg = run.metrics["aggregate"]
+    if len(rows) > 1:
+        rows.append({"run": "mean ± std", "seed": "", "test n": "", **{
+            name: f"{agg[key]['mean']:.3f} ± {agg[key]['std']:.3f}" for name, key in
+            (("accuracy", "accuracy"), ("COVID-19 F1", "covid_f1"), ("ROC AUC", "roc_auc"))}})
+    first = run.metrics["runs"][0]
+    per_class = [{"class": c, **v} for c, v in first["per_class"].items()]
+    figs = [f"<img alt='ROC curves' src='{roc_figure(predictions, run.classes)}'>"] if predictions else []
+    for k, r in enumerate(run.metrics["runs"][:3]):
+        figs.append(f"<img alt='confusion matrix run-{k}' "
+                    f"src='{confusion_figure(r['confusion_matrix'], run.classes, f'run-{k}')}'>")
+    return ("<h2>Metrics</h2><p>Brackets: bootstrap 95% CI over test images.</p>" + table(rows)
+            + "<p>Per class, run-0:</p>" + table(per_class) + "<div class='figs'>" + "".join(figs) + "</div>")
+
+
+def _cases(pred: pd.DataFrame, classes: tuple[str, ...], n: int) -> pd.DataFrame:
+    """Up to ``n`` most confident correct and ``n`` most confident wrong test cases per true class."""
+    p = pred[[f"p_{c}" for c in classes]].to_numpy()
+    pred = pred.assign(predicted=p.argmax(axis=1), confidence=p.max(axis=1))
+    parts = []
+    for t in range(len(classes)):
+        mine = pred[pred["target"] == t].sort_values(["confidence", "image_id"], ascending=[False, True])
+        for ok in (True, False):
+            parts.append(mine[(mine["predicted"] == t) == ok].head(n).assign(correct=ok))
+    return pd.concat(parts) if parts else pred.head(0)
+
+
+def attribution_section(run: Any, options: ReportOptions) -> str:
+    """Grad-CAM / LIME overlays of the most confident correct and wrong test cases of each class."""
+    from ..models import IMAGENET_MEAN, IMAGENET_STD
+    from .attribution import TITLES, AttributionOptions, attribute_dataset
+    from .figures import overlay_grid
+    from .lungmasks import LungMasks, input_masks
+    from .train import device_for
+
+    k = options.run_index
+    cases = _cases(run.predictions(k), run.classes, options.cases)
+    if cases.empty:
+        return ""
+    frame = run.frame(k).set_index("image_id")
+    rows = frame.loc[cases["image_id"]].reset_index()
+    device = device_for(0)
+    model = run.load_model(k, device)
+    opts = AttributionOptions(methods=options.methods, lime_samples=options.lime_samples)
+    ds = run.dataset(rows)
+    _, maps, info = attribute_dataset(model, ds, run.black(device), opts, device)
+    lungs, kinds = input_masks(LungMasks(run.root, options.lung_source, device=str(device)), rows,
+                               run.render_config())
+    parts = ["<h2>Where the model looks</h2><p class='note'>Attributions of the predicted class for the most "
+             f"confident correct and wrong test cases of each class (run-{k}); green: the lung outline "
+             f"({', '.join(sorted(set(kinds.values())))}). Grad-CAM layer: {esc(info.get('gradcam_layer'))}, "
+             f"map {esc(info.get('gradcam_map'))} before upsampling; LIME/IG baseline: the image mean.</p>"]
+    for t, cls in enumerate(run.classes):
+        mine = cases[cases["target"] == t]
+        right = int(mine["correct"].sum())
+        counts = f"{right} correct and {len(mine) - right} wrong case(s) shown" + (
+            "; the test set holds no wrong one" if len(mine) == right else "")
+        if mine.empty:
+            parts.append(f"<h3>{esc(cls)}</h3><p class='note'>no test image of this class</p>")
+            continue
+        grid = []
+        for rec in mine.itertuples():
+            x = ds[rows.index[rows["image_id"] == rec.image_id][0]][0][0].numpy()
+            verdict = "correct" if rec.correct else f"wrong: {run.classes[rec.predicted]}"
+            grid.append({"image": np.clip(x * IMAGENET_STD[0] + IMAGENET_MEAN[0], 0, 1),
+                         "lungs": lungs.get(rec.image_id),
+                         "maps": {m: maps[(rec.image_id, m)] for m in options.methods},
+                         "caption": f"{verdict} (p={rec.confidence:.2f})\n{rec.source}"})
+        parts.append(f"<h3>{esc(cls)}</h3><p class='note'>{esc(counts)}</p><img alt='attributions {esc(cls)}' "
+                     f"src='{overlay_grid(grid, options.methods, TITLES)}'>")
+    return "".join(parts)
+
+
+def audit_section(run: Any) -> str:
+    """The audit table (from ``RUN/audit.json``) and the attribution scores per class and source."""
+    path = run.path / "audit.json"
+    if not path.is_file():
+        return ("<h2>Shortcut audit</h2><p class='note'>No audit yet: run <code>cxrcurate audit "
+                f"{esc(run.path)}</code> and rebuild this report.</p>")
+    audit = json.loads(path.read_text())
+    rows = [{"check": c["name"], "status": c["status"].upper(), "_css": c["status"], "result": c["summary"],
+             "thresholds": c["thresholds"]} for c in audit["checks"]]
+    masks = audit["lung_masks"]
+    kinds = ", ".join(f"{k}: {v}" for k, v in masks["by_kind"].items())
+    attr = next((c for c in audit["checks"] if c["name"] == "attribution_in_lungs"), None)
+    detail = ""
+    if attr and attr["numbers"].get("methods"):
+        recs = []
+        for method, s in attr["numbers"]["methods"].items():
+            for group, by in (("all", {"all": s["overall"]}), ("class", s["by_class"]), ("source", s["by_source"])):
+                recs += [{"method": method, "by": group, "group": g, "images": v["n"], "no mask": v["no_mask"],
+                          "no positive attribution": v["no_positive_attribution"],
+                          "share in lungs": v["lung_share_mean"], "max in lungs": v["pointing_hit_rate"],
+                          "chance": v["chance"]} for g, v in by.items()]
+        detail = "<p>Attribution in the lungs, per class and per source:</p>" + table(recs)
+    return (f"<h2>Shortcut audit: {esc(audit['verdict'].upper())}</h2><p class='note'>run-{audit['run_index']}, "
+            f"{audit['seconds']} s; lung masks of the {masks['test_images']} test images: {esc(kinds)}.</p>"
+            + table(rows, {"status": "_css"}) + detail)
+
+
+def paper_section(run: Any) -> str:
+    """Our headline figures beside the paper's Table 6, with why they differ."""
+    paper, agg = run.spec.paper, run.metrics["aggregate"]
+    rows = [{"figure": name, "this run (mean over seeds)": agg[key]["mean"], "paper": paper.get(key)}
+            for name, key in (("accuracy", "accuracy"), ("COVID-19 F1", "covid_f1"))]
+    leaky = run.metrics.get("leaky")
+    return ("<h2>Against the paper</h2>" + table(rows) + "<p class='note'>Paper: Haghanifar et al. 2020 "
+            "(COVID-CXNet), Table 6, on their own data with a per-image split (images of one patient on both "
+            "sides). " + ("This run used the same LEAKY protocol." if leaky else "This run's split keeps patients "
+            "and duplicates on one side, on other data, so the figures are not comparable one to one.")
+            + ("" if paper else " The paper reports no figures for this rung.") + "</p>")
+
+
+def write_report(run_path: str | Path, out: str | Path | None = None, options: ReportOptions | None = None) -> Path:
+    """Write the HTML report of a run (default ``RUN/report.html``); return its path.
+
+    Raises:
+        CxrcurateError: not a run folder, or its manifest / weights cannot be found.
+    """
+    from .runio import RunFolder
+
+    options = options or ReportOptions()
+    started = time.time()
+    run = RunFolder.open(run_path, options.manifest, options.data_root)
+    out = Path(out) if out else run.path / "report.html"
+    predictions = {k: run.predictions(k) for k in run.seeds if (run.seed_dir(k) / "predictions.parquet").is_file()}
+    title = f"{run.spec.name} on {Path(run.config.get('manifest', '')).name} (run folder {run.name})"
+    banner = ("<p class='banner'>LEAKY per-image split: images of one patient sit on both sides; these figures "
+              "overstate what the model does on new patients.</p>" if run.metrics.get("leaky") else "")
+    body = [f"<h1>{esc(title)}</h1><p class='note'>cxrcurate report, {time.strftime('%Y-%m-%d %H:%M')}; "
+            f"run folder {esc(run.path.resolve())}</p>", banner, config_section(run),
+            data_section(run, run.frame(options.run_index), options.run_index), metrics_section(run, predictions)]
+    if options.attributions:
+        body.append(attribution_section(run, options))
+    body += [audit_section(run), paper_section(run)]
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    log.info("wrote %s (%.0f KB) in %.1f s", out, out.stat().st_size / 1024, time.time() - started)
+    return out
