@@ -83,3 +83,25 @@ def toy_manifest(tmp_path_factory):
                      "pediatric_reason": "age>=18", **fingerprint(root / name)})
     path = write_manifest(rows, root / "manifest.parquet", {"data_root": str(root)})
     return path
+
+
+@pytest.fixture
+def web(monkeypatch):
+    """A fake web server on 127.0.0.1 (tests/fakeweb.py) for the fetch tests."""
+    from fakeweb import FakeWeb
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    server = FakeWeb().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Two busy cores: one torch thread is several times faster than two fighting over them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -3,7 +3,6 @@ through the ``audit`` subcommand, and each check's rules on hand-made data."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -24,27 +23,15 @@ from cxrcurate.bench.audit import (  # noqa: E402
     run_audit,
     vote,
 )
-from cxrcurate.bench.audit_cli import register  # noqa: E402
+from cxrcurate.cli import main  # noqa: E402
 
 CHECKS = {"lungs_masked", "lungs_only", "attribution_in_lungs", "source_probe", "leave_one_source_out",
           "demographics", "leakage"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two busy cores: one torch thread is several times faster than two fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def cli(argv: list[str]) -> int:
-    """``cxrcurate`` with only this module's subcommands (cli.py wires them with ``register``)."""
-    parser = argparse.ArgumentParser(prog="cxrcurate")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def two_source_toy(toy_manifest, out, masks_for=("toya", "toyb")):
@@ -95,7 +82,7 @@ def test_self_test_flags_the_planted_marker_and_passes_the_clean_control(tmp_pat
 
 
 def test_audit_command_end_to_end_on_a_toy_run(toy_run, capsys):
-    code = cli(["audit", str(toy_run), "--lime-samples", "16", "--ig-steps", "8", "--max-images", "0"])
+    code = main(["audit", str(toy_run), "--lime-samples", "16", "--ig-steps", "8", "--max-images", "0"])
     out = capsys.readouterr().out
     audit = json.loads((toy_run / "audit.json").read_text())
     checks = {c["name"]: c for c in audit["checks"]}

@@ -9,7 +9,7 @@ import subprocess
 import zipfile
 
 import pytest
-from fakeweb import FakeWeb, image_bytes
+from fakeweb import image_bytes
 
 from cxrcurate.errors import ManualDownloadRequired
 from cxrcurate.fetch import fetch_source
@@ -20,14 +20,6 @@ from cxrcurate.sources import get_source
 
 FAST = HttpConfig(delay=0.0, backoff=0.01, retries=1, timeout=5.0)
 FIGURE1_CSV = "patientid,finding,view,sex,age\nCOVID-00001,COVID-19,PA,M,60\nCOVID-00002,No finding,AP,F,45\n"
-
-
-@pytest.fixture
-def web(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    server = FakeWeb().start()
-    yield server
-    server.stop()
 
 
 def figure1_zip(top: str, extra: dict[str, bytes] | None = None) -> bytes:

@@ -27,14 +27,6 @@ BODY = image_bytes(size=200)  # a few kB, enough to cut in the middle
 
 
 @pytest.fixture
-def web(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    server = FakeWeb().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def client(tmp_path):
     with HttpClient(HttpConfig(**FAST, log_path=tmp_path / "log.jsonl")) as c:
         yield c

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 from fakesites import eurorad_site, radiopaedia_case, radiopaedia_site, sirm_post, sirm_site
-from fakeweb import FakeWeb, image_bytes
+from fakeweb import image_bytes
 
 from cxrcurate.build import build_manifest
 from cxrcurate.errors import CxrcurateError
@@ -21,14 +21,6 @@ from cxrcurate.sources import get_source
 
 SITES = {"radiopaedia": radiopaedia_site, "sirm": sirm_site, "eurorad": eurorad_site}
 FAST = HttpConfig(delay=0.01, backoff=0.01, retries=1, timeout=5.0)
-
-
-@pytest.fixture
-def web(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    server = FakeWeb().start()
-    yield server
-    server.stop()
 
 
 def cli(*argv: str) -> int:

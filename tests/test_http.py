@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakeweb import FakeWeb, Reply
+from fakeweb import Reply
 
 from cxrcurate import __version__
 from cxrcurate.http import (
@@ -19,14 +19,6 @@ from cxrcurate.http import (
 )
 
 FAST = {"delay": 0.0, "backoff": 0.01, "retries": 2, "timeout": 5.0}
-
-
-@pytest.fixture
-def web(monkeypatch):
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    server = FakeWeb().start()
-    yield server
-    server.stop()
 
 
 def client(tmp_path, **kw) -> HttpClient:

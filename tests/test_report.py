@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the [bench] extra installs torch")
 pytest.importorskip("matplotlib", reason="the [bench] extra installs matplotlib")
 
-from cxrcurate.bench.audit_cli import register  # noqa: E402
+from cxrcurate.cli import main  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -26,22 +26,9 @@ PROBE = ("<script>window.addEventListener('load',()=>{const bad=[...document.ima
          "document.images.length);document.body.setAttribute('data-broken',bad.length);});</script>")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two busy cores: one torch thread is several times faster than two fighting over them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def cli(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="cxrcurate")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +42,8 @@ def report(toy_manifest, tmp_path_factory):
     run = run_bench(toy_manifest, out / "run", BenchOptions(model="base-cnn", size=32, n_boot=50, augment=False,
                                                             negatives=("normal", "pneumonia"), train=train),
                     progress=False)
-    cli(["audit", str(run), "--no-loso", "--methods", "gradcam,ig", "--ig-steps", "8"])
-    assert cli(["report", str(run), "-o", str(out / "report.html"), "--lime-samples", "24"]) == 0
+    main(["audit", str(run), "--no-loso", "--methods", "gradcam,ig", "--ig-steps", "8"])
+    assert main(["report", str(run), "-o", str(out / "report.html"), "--lime-samples", "24"]) == 0
     return out / "report.html"
 
 
