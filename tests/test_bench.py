@@ -21,8 +21,8 @@ def _opts(model, **kw):
     return BenchOptions(model=model, size=kw.pop("size", 32), n_boot=50, train=train, augment=False, **kw)
 
 
-@pytest.mark.parametrize("model", ["base-cnn", "densenet121-imagenet", "resnet50-imagenet", "cxnet-3class",
-                                   "cxnet-hier"])
+@pytest.mark.parametrize("model", ["base-cnn", "densenet121-imagenet", "resnet50-imagenet", "cxnet-lungs",
+                                   "cxnet-3class", "cxnet-hier"])
 def test_ladder_model_trains_and_scores(model, toy_manifest, tmp_path):
     run = run_bench(toy_manifest, tmp_path / model, _opts(model, init="random"), progress=False)
     m = json.loads((run / "metrics.json").read_text())
