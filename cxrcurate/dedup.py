@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CxrcurateError
+from .hashindex import hamming
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
             .groupby(["a", "b"], as_index=False).agg(kind=("kind", lambda k: "+".join(dict.fromkeys(k))),
                                                       hamming=("hamming", "first")))
     ph = df["phash"].to_numpy(np.uint64)
-    cand["hamming"] = np.bitwise_count(ph[cand["a"]] ^ ph[cand["b"]]).astype(int)
+    cand["hamming"] = hamming(ph[cand["a"]], ph[cand["b"]]).astype(int)
     is_exact = cand["kind"].str.startswith(("file", "pixel"))
     todo = cand[~is_exact]
     jobs = [(paths[a], paths[b], options.min_inliers, options.min_score, options.strong_inliers)

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 SIDES = ("train", "val", "test")
 MAX_EXAMPLES = 10
 _LINK_COLUMNS = ("dup_group", "pixel_sha256", "file_sha256")
-_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _aliases(extra: Any) -> list[str]:
@@ -281,27 +280,6 @@ def _group_finding(kind: str, description: str, keys: pd.Series, side: pd.Series
     return finding
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64 (``np.bitwise_count`` on numpy >= 2, else a byte lookup table)."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x)
-    return _POP8[x.astype("<u8").view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
-
-
-def _hamming_pairs(phash: np.ndarray, a: np.ndarray, b: np.ndarray, radius: int) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for rows ``i`` in ``a`` and ``j`` in ``b`` whose 64-bit hashes differ in <= radius bits."""
-    out: list[tuple[int, int, int]] = []
-    hb = phash[b]
-    step = max(1, 2_000_000 // max(1, len(b)))
-    for start in range(0, len(a), step):
-        ia = a[start:start + step]
-        dist = _popcount(phash[ia][:, None] ^ hb[None, :])
-        hits = dist <= radius
-        if hits.any():  # rare: skip np.nonzero on the whole block
-            out += [(int(ia[i]), int(b[j]), int(dist[i, j])) for i, j in zip(*np.nonzero(hits), strict=True)]
-    return out
-
-
 def _near_finding(df: pd.DataFrame, side: pd.Series, pairs: pd.DataFrame | None, radius: int, order: list[str],
                   pair_keys: list[str], notes: list[str]) -> LeakageFinding:
     """Near-duplicate image pairs on different sides, from a pairs table or from phash distances."""
@@ -328,11 +306,16 @@ def _near_finding(df: pd.DataFrame, side: pd.Series, pairs: pd.DataFrame | None,
     elif "phash" not in df.columns or df["phash"].isna().any():
         notes.append("near duplicates not checked: the phash column is missing or has nulls")
     else:
-        phash = df["phash"].to_numpy().astype(np.uint64)
-        for sa, sb in combinations(order, 2):
-            a, b = np.flatnonzero(sides == sa), np.flatnonzero(sides == sb)
-            for i, j, d in _hamming_pairs(phash, a, b, radius):
-                found.append({"image_a": ids[i], "side_a": sa, "image_b": ids[j], "side_b": sb, "hamming": d})
+        from .hashindex import pairs_within
+
+        rank = {s: k for k, s in enumerate(order)}
+        for i, j, d in zip(*pairs_within(df["phash"].to_numpy().astype(np.uint64), radius), strict=True):
+            sa, sb = sides[i], sides[j]
+            if sa == sb or sa not in rank or sb not in rank:
+                continue
+            if rank[sa] > rank[sb]:  # report the earlier side first (train, val, test)
+                i, j, sa, sb = j, i, sb, sa
+            found.append({"image_a": ids[i], "side_a": sa, "image_b": ids[j], "side_b": sb, "hamming": int(d)})
     for rec in found:
         a, b = _side_order([rec["side_a"], rec["side_b"]])
         finding.by_sides[f"{a}/{b}"] = finding.by_sides.get(f"{a}/{b}", 0) + 1
