@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from cxrcurate.dedup import DedupOptions, cross_source_table, dedup
-from cxrcurate.hashindex import hamming
+from cxrcurate.dedup.engine import DedupOptions, cross_source_table, dedup
+from cxrcurate.dedup.hashindex import hamming
 from cxrcurate.imageio import decode_image, fingerprint
 from cxrcurate.manifest import read_manifest
 

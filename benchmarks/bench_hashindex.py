@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cxrcurate.hashindex import bands, brute_force_pairs, hamming, pairs_within  # noqa: E402
+from cxrcurate.dedup.hashindex import bands, brute_force_pairs, hamming, pairs_within  # noqa: E402
 
 CALIBRATION_RADIUS = 12
 

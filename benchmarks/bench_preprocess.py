@@ -12,7 +12,7 @@ Printed:
 2. images/s of decode + CLAHE + BEASF + 3-channel stack + resize (``enhance.render``, no lung crop), and its ratio
    to (1) (target >= 0.67);
 3. the same with the shipped lung U-Net crop (``--lungs``), for reference;
-4. one epoch of ``CachedDataset`` reads (np.load + float tensor) against one epoch recomputing the same tensors
+4. one epoch of cached ``ManifestDataset`` reads (np.load + float tensor) against one epoch recomputing the same tensors
    from the files (decode + preprocess + float tensor), without and with the lung crop (target >= 10x).
 """
 
@@ -31,9 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cxrcurate.hf import _frame, resolve_data_root  # noqa: E402
+from cxrcurate.datasets import ManifestDataset  # noqa: E402
 from cxrcurate.imageio import decode_image  # noqa: E402
-from cxrcurate.preprocess.cache import CachedDataset, build_cache  # noqa: E402
+from cxrcurate.manifest import load_frame, resolve_data_root  # noqa: E402
+from cxrcurate.preprocess.cache import build_cache  # noqa: E402
 from cxrcurate.preprocess.config import SHIPPED_WEIGHTS, PreprocessConfig  # noqa: E402
 from cxrcurate.preprocess.enhance import fit_shape, pad_square, render, resize  # noqa: E402
 from cxrcurate.preprocess.pipeline import Preprocessor  # noqa: E402
@@ -62,7 +63,7 @@ def main() -> None:
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    df = _frame(args.manifest)
+    df = load_frame(args.manifest)
     root = resolve_data_root(df, args.data_root)
     df = df.drop_duplicates("pixel_sha256").head(args.limit).reset_index(drop=True)
     paths = [root / p for p in df["path"]]
@@ -106,10 +107,11 @@ def main() -> None:
             start = time.perf_counter()
             built = build_cache(df, tmp, config, data_root=root, workers=1, progress=False)
             build_s = time.perf_counter() - start
-            ds = CachedDataset(df, tmp, config, classes=tuple(sorted(set(df["label"]))))
+            ds = ManifestDataset(df, classes=tuple(sorted(set(df["label"]))), preprocess=config, cache=tmp,
+                                 require_cache=True)
             pre = Preprocessor(config)
 
-            def read_epoch(ds: CachedDataset = ds) -> int:
+            def read_epoch(ds: ManifestDataset = ds) -> int:
                 for i in range(len(ds)):
                     ds[i]
                 return len(ds)

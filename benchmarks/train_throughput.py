@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 from cxrcurate.bench.data import prepare
-from cxrcurate.bench.run import BenchOptions, _datasets, preprocess_config
+from cxrcurate.bench.run import BenchOptions, datasets_for, preprocess_config
 from cxrcurate.bench.train import TrainConfig, device_for, fit
-from cxrcurate.hf import resolve_data_root
-from cxrcurate.manifest import read_manifest
+from cxrcurate.manifest import read_manifest, resolve_data_root
 from cxrcurate.models import get_spec
 from cxrcurate.models.ladder import build_model
 
@@ -82,7 +81,7 @@ def main() -> None:
                     build_cache(task.frame, Path(tmp) / "cache", preprocess_config(spec, args.size), data_root=root,
                                 workers=args.workers, progress=False)
                 o = replace(opts, cache=str(Path(tmp) / "cache") if cached else None)
-                train_ds, val_ds, _ = _datasets(task, root, spec, o)
+                train_ds, val_ds, _ = datasets_for(task, root, spec, o)
                 model = build_model(spec, "random", input_size=args.size)
                 hist = fit(model, train_ds, val_ds, train_ds.targets, len(spec.classes), o.train, Path(tmp) / name,
                            device, progress=False)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CxrcurateError, ImageDecodeError
+from .errors import CxrcurateError, ImageDecodeError, UsageError
 from .imageio import DEFAULT_MAX_PIXELS, fingerprint
 from .labels import FRONTAL_VIEWS, VIEWS
 from .manifest import write_dropped, write_manifest
@@ -50,7 +50,7 @@ def parse_source_spec(spec: str) -> tuple[str, Path]:
         CxrcurateError: when the spec has no ``=``.
     """
     if "=" not in spec:
-        raise CxrcurateError(f"--source {spec!r}: expected NAME=PATH, e.g. --source cohen=raw/cohen")
+        raise UsageError(f"--source {spec!r}: expected NAME=PATH, e.g. --source cohen=raw/cohen")
     name, path = spec.split("=", 1)
     return name.strip(), Path(path.strip()).expanduser()
 

@@ -7,15 +7,23 @@ class CxrcurateError(Exception):
     """Base class of every error cxrcurate raises on purpose."""
 
 
+class UsageError(CxrcurateError):
+    """A command was called wrongly (a missing or contradictory option, an unknown name); the CLI exits 2 on it."""
+
+
+class UnknownNameError(UsageError, KeyError):
+    """A name (source, model, ...) that is not in its registry; the message says "did you mean ...?"."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class SourceError(CxrcurateError):
     """A source folder is missing, misnamed or laid out differently from what its loader expects."""
 
 
-class UnknownSourceError(SourceError, KeyError):
+class UnknownSourceError(UnknownNameError, SourceError):
     """A source name that is not in the registry."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class ParseError(CxrcurateError):
@@ -32,3 +40,49 @@ class ManualDownloadRequired(SourceError):
 
 class SchemaError(CxrcurateError):
     """A manifest does not match the schema: a column is missing, mistyped or holds an invalid value."""
+
+
+class FetchError(CxrcurateError):
+    """A URL could not be fetched: refused, failed after retries, too large, or not http(s)."""
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class HttpStatusError(FetchError):
+    """The server answered with an error status (after the retries, for 429 and 5xx)."""
+
+    def __init__(self, message: str, url: str, status: int) -> None:
+        super().__init__(message, url)
+        self.status = status
+
+
+class RobotsDisallowed(FetchError):
+    """robots.txt of the site does not allow cxrcurate to fetch this URL."""
+
+
+class ResponseTooLarge(FetchError):
+    """A response is larger than the cap set for it."""
+
+
+class UnsafePath(FetchError):
+    """A name or archive member that would write outside its folder (absolute, ``..``, a link)."""
+
+
+class DownloadError(FetchError):
+    """A download that did not complete or did not verify (the message says why and whether it can resume)."""
+
+
+class LungWeightsError(CxrcurateError):
+    """Lung-segmentation weights are missing or unreadable (the message says how to train or get them)."""
+
+
+def did_you_mean(name: str, known: object, what: str = "name") -> str:
+    """``unknown <what> 'x'. Did you mean 'y'? Known: a, b, c`` - the one "did you mean" message of cxrcurate."""
+    import difflib
+
+    choices = [str(k) for k in known]  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {what} {name!r}.{hint} Known: {', '.join(choices)}"

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import SchemaError
+from .errors import CxrcurateError, SchemaError
 from .labels import LABELS, VIEWS
 
 SCHEMA_VERSION = "1.0"
@@ -198,4 +198,49 @@ def read_manifest(path: str | os.PathLike):
     table = read_table(path)
     df = table.to_pandas()
     df.attrs["cxrcurate"] = read_info(path)
+    return df
+
+
+def load_frame(manifest: Any):
+    """A manifest as a pandas DataFrame: ``manifest`` itself if it is one, else ``read_manifest(manifest)``."""
+    import pandas as pd
+
+    if isinstance(manifest, pd.DataFrame):
+        return manifest
+    return read_manifest(manifest)
+
+
+def resolve_data_root(manifest: Any, data_root: str | os.PathLike | None) -> Path:
+    """``data_root`` if given, else the one recorded in the manifest's metadata.
+
+    Raises:
+        CxrcurateError: neither is available, or the folder does not exist.
+    """
+    if data_root is None:
+        info = getattr(manifest, "attrs", {}).get("cxrcurate", {})
+        data_root = info.get("data_root")
+    if data_root is None:
+        raise CxrcurateError("no data root: pass data_root= (the folder manifest paths are relative to)")
+    root = Path(data_root)
+    if not root.is_dir():
+        raise CxrcurateError(f"data root {root} is not a folder; pass data_root= pointing at your source folders")
+    return root
+
+
+def select_rows(df: Any, classes: Sequence[str], split: str | None = None, keep_only: bool = False) -> Any:
+    """The rows of a manifest DataFrame with a label in ``classes`` (and the split, and kept copies only, if asked).
+
+    Raises:
+        CxrcurateError: an unknown class, or no row is left.
+    """
+    bad = [c for c in classes if c not in LABELS]
+    if bad:
+        raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
+    df = df[df["label"].isin(classes)]
+    if split is not None:
+        df = df[df["split"] == split]
+    if keep_only:
+        df = df[df["keep"].fillna(True).astype(bool)]
+    if df.empty:
+        raise CxrcurateError(f"no rows with labels {list(classes)}" + (f" in split {split!r}" if split else ""))
     return df

@@ -306,7 +306,7 @@ def _near_finding(df: pd.DataFrame, side: pd.Series, pairs: pd.DataFrame | None,
     elif "phash" not in df.columns or df["phash"].isna().any():
         notes.append("near duplicates not checked: the phash column is missing or has nulls")
     else:
-        from .hashindex import pairs_within
+        from .dedup.hashindex import pairs_within
 
         rank = {s: k for k, s in enumerate(order)}
         for i, j, d in zip(*pairs_within(df["phash"].to_numpy().astype(np.uint64), radius), strict=True):

@@ -71,7 +71,7 @@ def dropped_summary(dropped: pd.DataFrame) -> pd.DataFrame:
 
 def duplicates_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per source pair: duplicate groups holding pictures of both, and rows not kept per source."""
-    from .dedup import cross_source_table
+    from .dedup.engine import cross_source_table
 
     table = cross_source_table(df)
     not_kept = df[~df["keep"].fillna(True).astype(bool)].groupby("source").size()

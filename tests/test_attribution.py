@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the [bench] extra installs torch")
 pytest.importorskip("captum", reason="the [bench] extra installs captum")
 
-from cxrcurate.bench.attribution import (  # noqa: E402
+from cxrcurate.audit.attribution import (  # noqa: E402
     AttributionOptions,
     Attributor,
     attribute_dataset,
@@ -20,7 +20,7 @@ from cxrcurate.bench.attribution import (  # noqa: E402
     summarise,
     superpixels,
 )
-from cxrcurate.bench.lungmasks import LungMasks, central_box, input_masks, to_input  # noqa: E402
+from cxrcurate.audit.lungmasks import LungMasks, central_box, input_masks, to_input  # noqa: E402
 from cxrcurate.bench.runio import ClassScores  # noqa: E402
 from cxrcurate.errors import CxrcurateError  # noqa: E402
 from cxrcurate.models import IMAGENET_MEAN, IMAGENET_STD, get_spec  # noqa: E402

@@ -13,16 +13,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the [bench] extra installs torch")
 pytest.importorskip("captum", reason="the [bench] extra installs captum")
 
-from cxrcurate.bench import audit_checks  # noqa: E402
-from cxrcurate.bench.audit import (  # noqa: E402
-    STATUSES,
-    AuditOptions,
-    attribution_status,
-    drop_status,
-    masked_status,
-    run_audit,
-    vote,
-)
+from cxrcurate.audit import checks as audit_checks  # noqa: E402
+from cxrcurate.audit.base import STATUSES, AuditOptions  # noqa: E402
+from cxrcurate.audit.core import attribution_status, drop_status, masked_status, run_audit, vote  # noqa: E402
 from cxrcurate.cli import main  # noqa: E402
 
 CHECKS = {"lungs_masked", "lungs_only", "attribution_in_lungs", "source_probe", "leave_one_source_out",
@@ -38,7 +31,7 @@ def two_source_toy(toy_manifest, out, masks_for=("toya", "toyb")):
     """The toy images copied under ``out``, split into two sources by patient, with exact lung masks."""
     from PIL import Image
 
-    from cxrcurate.bench.selftest import lung_mask
+    from cxrcurate.audit.selftest import lung_mask
     from cxrcurate.manifest import read_manifest, write_manifest
 
     df = read_manifest(toy_manifest)
@@ -67,7 +60,7 @@ def toy_run(toy_manifest, tmp_path_factory):
 
 
 def test_self_test_flags_the_planted_marker_and_passes_the_clean_control(tmp_path):
-    from cxrcurate.bench.selftest import SelfTestOptions, run_self_test
+    from cxrcurate.audit.selftest import SelfTestOptions, run_self_test
 
     result = run_self_test(tmp_path, SelfTestOptions(n_images=160, epochs=10, lime_samples=32))
     planted, clean = result.variants["planted"], result.variants["clean"]
@@ -122,7 +115,7 @@ def test_images_without_a_lung_mask_are_counted_not_invented(toy_run, toy_manife
 
 
 def _methods(*names):
-    from cxrcurate.bench.attribution import AttributionOptions
+    from cxrcurate.audit.attribution import AttributionOptions
 
     return AttributionOptions(methods=names, lime_samples=8, ig_steps=4)
 

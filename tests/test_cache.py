@@ -8,10 +8,11 @@ import argparse
 import numpy as np
 import pytest
 
+from cxrcurate.datasets import ManifestDataset
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.manifest import read_manifest
 from cxrcurate.preprocess import cache as cache_mod
-from cxrcurate.preprocess.cache import CachedDataset, build_cache, cache_folder, entry_path, read_info
+from cxrcurate.preprocess.cache import build_cache, cache_folder, entry_path, read_info
 from cxrcurate.preprocess.config import SHIPPED_WEIGHTS, PreprocessConfig
 from cxrcurate.preprocess.pipeline import Preprocessor
 
@@ -110,19 +111,22 @@ def test_dataset_yields_tensors_labels_and_ids(manifest, tmp_path):
 
     from cxrcurate.preprocess.augment import PaperAugment
 
+    def cached(**kw):
+        return ManifestDataset(manifest, preprocess=SMALL, cache=tmp_path, require_cache=True, **kw)
+
     with pytest.raises(CxrcurateError, match="cxrcurate preprocess"):
-        CachedDataset(manifest, tmp_path, SMALL)
+        cached()
     build_cache(manifest, tmp_path, SMALL, workers=1, progress=False)
-    ds = CachedDataset(manifest, tmp_path, SMALL, classes=("normal", "covid19", "pneumonia"))
+    ds = cached(classes=("normal", "covid19", "pneumonia"))
     assert len(ds) == manifest["label"].isin(["normal", "covid19", "pneumonia"]).sum()
     image, label, image_id = ds[0]
     assert image.shape == (3, 48, 48) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
     assert ds.classes[label] == manifest.set_index("image_id").loc[image_id, "label"]
-    mapped = CachedDataset(manifest, tmp_path, SMALL, mmap=True, augment=PaperAugment(seed=1))
+    mapped = cached(mmap=True, augment=PaperAugment(seed=1))
     assert mapped[0][0].shape == (3, 48, 48) and mapped[0][2] == image_id
     assert torch.equal(mapped[0][0], mapped[0][0])  # seeded per sample
     with pytest.raises(CxrcurateError, match="unknown class"):
-        CachedDataset(manifest, tmp_path, SMALL, classes=("covid",))
+        cached(classes=("covid",))
 
 
 @pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="no lung weights shipped in this checkout")
@@ -134,7 +138,7 @@ def test_build_with_the_shipped_lung_model(manifest, tmp_path):
 
 
 def _parser():
-    from cxrcurate.preprocess.cli import register
+    from cxrcurate.cli.preprocess import register
 
     p = argparse.ArgumentParser(prog="cxrcurate")
     register(p.add_subparsers(dest="command", required=True))

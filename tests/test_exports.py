@@ -26,22 +26,24 @@ def test_to_hf_dataset_errors(sample_build, tmp_path):
         cxrcurate.to_hf_dataset(sample_build.manifest, data_root=tmp_path)
 
 
-def test_torch_dataset_yields_image_label_record(sample_build):
+def test_torch_dataset_yields_image_target_id(sample_build):
     torch = pytest.importorskip("torch", reason="the [bench] extra installs torch")
     from cxrcurate import ManifestDataset
 
     ds = ManifestDataset(sample_build.manifest, classes=("normal", "covid19", "pneumonia"))
     m = read_manifest(sample_build.manifest)
     assert len(ds) == m["label"].isin(["normal", "covid19", "pneumonia"]).sum()
-    image, label, record = ds[0]
+    image, label, image_id = ds[0]
+    record = ds.record(0)
+    assert image_id == record["image_id"]
     assert image.dtype == torch.float32 and image.shape == (1, record["height"], record["width"])
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     assert ds.classes[label] == record["label"]
     resize = lambda x: torch.nn.functional.interpolate(x[None], size=(64, 64))[0]  # noqa: E731
     loader = torch.utils.data.DataLoader(ManifestDataset(sample_build.manifest, transform=resize), batch_size=4,
                                          collate_fn=ManifestDataset.collate)
-    images, labels, records = next(iter(loader))
-    assert images.shape == (4, 1, 64, 64) and labels.shape == (4,) and len(records) == 4
+    images, labels, ids = next(iter(loader))
+    assert images.shape == (4, 1, 64, 64) and labels.shape == (4,) and len(ids) == 4
     with pytest.raises(CxrcurateError, match="no rows"):
         ManifestDataset(sample_build.manifest, split="test")
     with pytest.raises(CxrcurateError, match="unknown class"):

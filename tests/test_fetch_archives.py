@@ -13,9 +13,9 @@ from fakeweb import image_bytes
 
 from cxrcurate.errors import ManualDownloadRequired
 from cxrcurate.fetch import fetch_source
-from cxrcurate.fetch.github import REPOSITORIES
-from cxrcurate.fetch.manual import MANUAL, check_download
-from cxrcurate.http import HttpConfig
+from cxrcurate.fetch.github import repositories
+from cxrcurate.fetch.http import HttpConfig
+from cxrcurate.fetch.manual import check_download, manual_sources
 from cxrcurate.sources import get_source
 
 FAST = HttpConfig(delay=0.0, backoff=0.01, retries=1, timeout=5.0)
@@ -35,13 +35,13 @@ def figure1_zip(top: str, extra: dict[str, bytes] | None = None) -> bytes:
 
 
 def test_every_repository_source_records_a_full_commit():
-    for name, repo in REPOSITORIES.items():
+    for name, repo in repositories().items():
         assert len(repo.commit) == 40 and int(repo.commit, 16) >= 0, name
         get_source(name)  # a loader reads what the fetch writes
 
 
 def test_archive_at_the_recorded_commit_in_the_loader_layout(web, tmp_path):
-    repo = REPOSITORIES["figure1"]
+    repo = repositories()["figure1"]
     path = f"/{repo.repo}/zip/{repo.commit}"
     web.add(path, figure1_zip(f"Figure1-COVID-chestxray-dataset-{repo.commit}"), content_type="application/zip")
     out = tmp_path / "figure1"
@@ -58,7 +58,7 @@ def test_archive_at_the_recorded_commit_in_the_loader_layout(web, tmp_path):
 
 
 def test_archive_members_escaping_the_folder_are_refused_and_reported(web, tmp_path):
-    repo = REPOSITORIES["figure1"]
+    repo = repositories()["figure1"]
     top = f"Figure1-COVID-chestxray-dataset-{repo.commit}"
     web.add(f"/{repo.repo}/zip/{repo.commit}",
             figure1_zip(top, {f"{top}/../../../evil.sh": b"rm -rf", "/etc/cron.d/evil": b"x"}),
@@ -70,7 +70,7 @@ def test_archive_members_escaping_the_folder_are_refused_and_reported(web, tmp_p
 
 
 def test_archive_that_is_not_the_loader_layout_is_reported(web, tmp_path):
-    repo = REPOSITORIES["hannover"]
+    repo = repositories()["hannover"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("covid-19-image-repository-x/README.md", "moved everything")
@@ -81,7 +81,7 @@ def test_archive_that_is_not_the_loader_layout_is_reported(web, tmp_path):
 
 def test_dry_run_names_url_and_commit(web, tmp_path):
     report = fetch_source("cohen", tmp_path / "c", base_url=web.url, config=FAST, progress=False, dry_run=True)
-    assert REPOSITORIES["cohen"].commit in report.summary() and web.hits == []
+    assert repositories()["cohen"].commit in report.summary() and web.hits == []
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -113,7 +113,7 @@ def test_git_method_checks_out_the_exact_commit(tmp_path):
 
 # -- manual sources -------------------------------------------------------------------------------------------
 def test_manual_sources_raise_with_url_and_layout(tmp_path):
-    for name, info in MANUAL.items():
+    for name, info in manual_sources().items():
         with pytest.raises(ManualDownloadRequired) as err:
             fetch_source(name, tmp_path / name)
         assert info.url in str(err.value) and get_source(name).layout.strip().split()[0] in str(err.value)

@@ -20,7 +20,7 @@ from cxrcurate.fetch.download import (
     safe_join,
     sniff_image,
 )
-from cxrcurate.http import HttpClient, HttpConfig, HttpStatusError, ResponseTooLarge
+from cxrcurate.fetch.http import HttpClient, HttpConfig, HttpStatusError, ResponseTooLarge
 
 FAST = {"delay": 0.0, "backoff": 0.01, "retries": 2, "timeout": 5.0}
 BODY = image_bytes(size=200)  # a few kB, enough to cut in the middle

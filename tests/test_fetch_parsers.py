@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cxrcurate.errors import ParseError
-from cxrcurate.fetch import eurorad, radiopaedia, sirm
-from cxrcurate.fetch.parsing import age_sex_from_text, modality_from_text, view_from_text
+from cxrcurate.fetch.sites import eurorad, radiopaedia, sirm
+from cxrcurate.fetch.sites.parsing import age_sex_from_text, modality_from_text, view_from_text
 from cxrcurate.sources.casejson import label_from_diagnosis
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fetch"

@@ -12,11 +12,11 @@ from fakesites import eurorad_site, radiopaedia_case, radiopaedia_site, sirm_pos
 from fakeweb import image_bytes
 
 from cxrcurate.build import build_manifest
+from cxrcurate.cli.fetch import register
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.fetch import fetch_source
 from cxrcurate.fetch.base import case_id_from
-from cxrcurate.fetch.command import register
-from cxrcurate.http import HttpConfig
+from cxrcurate.fetch.http import HttpConfig
 from cxrcurate.sources import get_source
 
 SITES = {"radiopaedia": radiopaedia_site, "sirm": sirm_site, "eurorad": eurorad_site}
@@ -182,7 +182,7 @@ def test_the_delay_between_requests_is_observed_over_a_whole_fetch(web, tmp_path
 
 
 def test_an_unexpected_error_in_a_parser_is_reported_not_a_crash(web, tmp_path, monkeypatch):
-    from cxrcurate.fetch import sirm
+    from cxrcurate.fetch.sites import sirm
 
     sirm_site(web)
     real = sirm.parse_post

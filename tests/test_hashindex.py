@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrcurate import hashindex
-from cxrcurate.hashindex import bands, brute_force_pairs, hamming, iter_pairs, pairs_within
+from cxrcurate.dedup import hashindex
+from cxrcurate.dedup.hashindex import bands, brute_force_pairs, hamming, iter_pairs, pairs_within
 
 
 def _flip(rng: np.random.Generator, h: np.ndarray, max_bits: int, exact: bool = False) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 from fakeweb import Reply
 
 from cxrcurate import __version__
-from cxrcurate.http import (
+from cxrcurate.fetch.http import (
     FetchError,
     HttpClient,
     HttpConfig,

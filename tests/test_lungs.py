@@ -13,14 +13,7 @@ import torch
 from cxrcurate.imageio import decode_image
 from cxrcurate.manifest import read_manifest
 from cxrcurate.preprocess.config import SHIPPED_WEIGHTS, PreprocessConfig
-from cxrcurate.preprocess.lungs import (
-    LungSegmenter,
-    LungWeightsError,
-    UNet,
-    load_weights,
-    lung_box,
-    lung_mask,
-)
+from cxrcurate.preprocess.lungs import LungSegmenter, LungWeightsError, UNet, load_weights, lung_box, lung_mask
 from cxrcurate.preprocess.train_lungs import TrainOptions, dice, mask_rows, read_mask, train_lungs
 
 TOY = TrainOptions(size=32, width=4, depth=2, epochs=2, batch_size=4, test=0.5, device="cpu")

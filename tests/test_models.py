@@ -76,10 +76,24 @@ def test_wrong_architecture_and_missing_files_are_explained(tmp_path):
 
 
 def test_imagenet_init_offline_gives_a_way_forward(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import socket
+    import time
+
+    attempts = []
+
+    def refuse(self, address):  # noqa: ANN001 - record and refuse every connection, loopback included
+        attempts.append(address)
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the check must not rely on it
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    started = time.monotonic()
     with pytest.raises(CxrcurateError, match="--init random"):
         build_model(get_spec("resnet50-imagenet"))
+    assert attempts == [] and time.monotonic() - started < 5
     src = timm.create_model("resnet50", pretrained=False, num_classes=0)
     torch.save(src.state_dict(), tmp_path / "in1k.pt")
     model = build_model(get_spec("resnet50-imagenet"), weights=tmp_path / "in1k.pt")
@@ -104,3 +118,24 @@ def test_base_cnn_is_the_papers_shape():
     assert len(convs) == 5 and all(c.out_channels == 32 and c.kernel_size == (3, 3) for c in convs)
     assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.MaxPool2d) for m in net.modules())
     assert [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)] == [10, 10, 1]
+
+
+def test_imagenet_init_uses_weights_already_in_the_hub_cache(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from cxrcurate.models.ladder import cached_imagenet_weights
+
+    cfg = timm.models.get_pretrained_cfg("densenet121")
+    hub = tmp_path / "hf" / "hub"
+    repo = hub / f"models--{cfg.hf_hub_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    src = timm.create_model("densenet121", pretrained=False, num_classes=0)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(snap / "model.safetensors"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    assert cached_imagenet_weights("densenet121") == snap / "model.safetensors"
+    model = build_model(get_spec("densenet121-imagenet"))
+    assert _same(model.backbone, src)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.model_selection import train_test_split
 
-from cxrcurate import hashindex
+from cxrcurate.dedup import hashindex
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.labels import LABELS
 from cxrcurate.manifest import read_manifest, write_manifest

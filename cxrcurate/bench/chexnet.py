@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..datasets import ManifestDataset
 from ..errors import CxrcurateError
 from ..models import CHEXNET_FINDINGS, IMAGENET_MEAN, IMAGENET_STD
-from .data import ImageDataset
 from .train import TrainConfig, device_for, distributed, fit
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,19 @@ def multi_hot(findings: pd.Series) -> np.ndarray:
     return out
 
 
-class _MultiLabel(ImageDataset):
-    def __init__(self, rows: pd.DataFrame, *args: Any, **kw: Any) -> None:
-        super().__init__(rows.assign(target=0), *args, **kw)
-        self.labels = multi_hot(rows["finding_raw"])
+class _MultiLabel(ManifestDataset):
+    """The bench's dataset with the 14 ChestX-ray14 findings as a multi-hot target."""
 
     def __getitem__(self, i: int):
         x, _, image_id = super().__getitem__(i)
-        return x, torch.from_numpy(self.labels[i]), image_id
+        return x, torch.from_numpy(self.findings[i]), image_id
+
+
+def _multilabel(rows: pd.DataFrame, root: Path, conf: Any, augment: Any) -> _MultiLabel:
+    ds = _MultiLabel.from_rows(rows, root, ("finding",), targets=np.zeros(len(rows), int), preprocess=conf,
+                               augment=augment, normalize=(IMAGENET_MEAN, IMAGENET_STD))
+    ds.findings = multi_hot(rows["finding_raw"])
+    return ds
 
 
 class WeightedBCE(nn.Module):
@@ -66,12 +71,10 @@ def pretrain_chexnet(manifest: str | Path, out: str | Path, size: int = 224, cfg
     import timm
     from sklearn.metrics import roc_auc_score
 
-    from ..hf import resolve_data_root
-    from ..manifest import read_manifest
+    from ..manifest import read_manifest, resolve_data_root
     from ..models.ladder import save_weights
     from ..preprocess.augment import PaperAugment
     from ..preprocess.config import PreprocessConfig
-    from ..preprocess.enhance import render
     from ..splits import make_split
 
     cfg = cfg or TrainConfig(epochs=10, batch_size=16, lr=1e-3, patience=2)
@@ -85,21 +88,18 @@ def pretrain_chexnet(manifest: str | Path, out: str | Path, size: int = 224, cfg
     rows = make_split(rows, test=0.2, val=0.1, seed=cfg.seed, stratify=None)
     conf = PreprocessConfig(size=size, channels=("original",) * 3, lungs=None)
 
-    def render_one(pixels: np.ndarray) -> np.ndarray:
-        return render(pixels, conf)
-
-    parts = {s: _MultiLabel(rows[rows["split"] == s], root, render_one, IMAGENET_MEAN, IMAGENET_STD,
-                            PaperAugment(seed=cfg.seed) if s == "train" else None) for s in ("train", "val", "test")}
+    parts = {s: _multilabel(rows[rows["split"] == s], root, conf, PaperAugment(seed=cfg.seed) if s == "train" else None)
+             for s in ("train", "val", "test")}
     _, _, local = distributed()
     device = device_for(local)
     model = timm.create_model("densenet121", pretrained=False, num_classes=len(CHEXNET_FINDINGS))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     history = fit(model, parts["train"], parts["val"], np.zeros(1, int), len(CHEXNET_FINDINGS), cfg, out, device,
-                  progress=progress, loss_fn=WeightedBCE(parts["train"].labels))
+                  progress=progress, loss_fn=WeightedBCE(parts["train"].findings))
     model.eval()
     logits_as_probs, ids = _predict_multilabel(model, parts["test"], cfg, device)
-    truth = parts["test"].labels
+    truth = parts["test"].findings
     aurocs = {}
     for i, name in enumerate(CHEXNET_FINDINGS):
         if len(set(truth[:, i])) == 2:

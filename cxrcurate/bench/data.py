@@ -8,10 +8,8 @@ published COVID-19 CXR papers; every output of such a run says LEAKY.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,44 +85,3 @@ def prepare(df: pd.DataFrame, classes: Sequence[str], split_policy: str = "group
         split[tr], split[va], split[test_idx] = "train", "val", "test"
         rows["split"] = split
     return TaskData(rows.reset_index(drop=True), tuple(classes), split_policy, notes)
-
-
-class ImageDataset:
-    """``(float tensor 3xHxW normalised, target, image_id)`` from manifest rows, decoded and rendered on the fly.
-
-    Args:
-        rows: manifest rows with ``path``, ``target``, ``image_id``.
-        root: data root.
-        render: ``pixels -> uint8 (3, H, W)``.
-        mean, std: per-channel normalisation (on 0..1 values).
-        augment: ``augment(image, index)`` on the float image in [0, 1] (``preprocess.augment.PaperAugment``),
-            in training only.
-        cached: per row, a preprocessed ``.npy`` entry of the tensor cache (``cxrcurate preprocess``) to read
-            instead of decoding and rendering, or None.
-    """
-
-    def __init__(self, rows: pd.DataFrame, root: Path, render: Callable[[np.ndarray], np.ndarray],
-                 mean: Sequence[float], std: Sequence[float], augment: Callable[[Any], Any] | None = None,
-                 cached: Sequence[Path | None] | None = None) -> None:
-        self.cached = list(cached) if cached is not None else [None] * len(rows)
-        self.paths = [str(root / p) for p in rows["path"]]
-        self.targets = rows["target"].to_numpy(int)
-        self.ids = list(rows["image_id"])
-        self.render, self.augment = render, augment
-        self.mean, self.std = np.array(mean, np.float32)[:, None, None], np.array(std, np.float32)[:, None, None]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        import torch
-
-        from ..imageio import decode_image
-
-        entry = self.cached[i]
-        array = np.load(entry) if entry is not None else self.render(decode_image(self.paths[i]).pixels)
-        x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
-        if self.augment is not None:
-            x = self.augment(x, i)
-        x = (x.numpy() - self.mean) / self.std
-        return torch.from_numpy(x), int(self.targets[i]), self.ids[i]

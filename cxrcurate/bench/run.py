@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import CxrcurateError
 from ..models import IMAGENET_MEAN, IMAGENET_STD, LADDER, ModelSpec, get_spec
-from .data import LEAKY, ImageDataset, TaskData, prepare
+from .data import LEAKY, TaskData, prepare
 from .metrics import aggregate, score
 from .train import TrainConfig
 
@@ -49,13 +49,14 @@ class BenchOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def apply_quick(self) -> None:
-        """Small images, few images, two epochs, random init (unless weights are given): minutes on a CPU."""
+        """Small images, few images, two epochs, random init (unless weights or an explicit ``init`` are given):
+        minutes on a CPU."""
         self.quick = True
         self.size = self.size or QUICK["size"]
         self.max_images = self.max_images or QUICK["max_images"]
         self.n_boot = QUICK["n_boot"]
         self.train.epochs, self.train.batch_size, self.train.workers = QUICK["epochs"], QUICK["batch_size"], 0
-        if not self.weights and get_spec(self.model).init != "random":
+        if not self.weights and self.init is None and get_spec(self.model).init != "random":
             self.init = "random"
 
 
@@ -75,42 +76,18 @@ def is_main() -> bool:
         torch.distributed.get_rank() == 0
 
 
-class _Render:
-    """Picklable ``pixels -> (3, size, size) uint8`` for DataLoader workers (lung model loaded once per worker)."""
-
-    def __init__(self, config) -> None:
-        from ..preprocess.pipeline import Preprocessor
-
-        self.pre = Preprocessor(config)
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        return self.pre(pixels)[0]
-
-
-def _renderer(spec: ModelSpec, size: int) -> _Render:
-    return _Render(preprocess_config(spec, size))
-
-
-def _datasets(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions):
-    size = opts.size or spec.input_size
-    render = _renderer(spec, size)
+def datasets_for(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions):
+    """The train/val/test ``ManifestDataset`` of a run: rendered as the rung needs, read from the cache when it
+    holds the entry, train augmented (unless ``--no-augment``), ImageNet-normalised."""
+    from ..datasets import ManifestDataset
     from ..preprocess.augment import PaperAugment
 
+    config = preprocess_config(spec, opts.size or spec.input_size)
     aug = PaperAugment(seed=opts.seed) if opts.augment else None
-    folder = None
-    if opts.cache:
-        from ..preprocess.cache import cache_folder
-
-        folder = cache_folder(opts.cache, preprocess_config(spec, size))
 
     def make(part: str, augment):
-        rows = task.part(part)
-        cached = None
-        if folder is not None:
-            from ..preprocess.cache import entry_path
-
-            cached = [e if (e := entry_path(folder, sha)).exists() else None for sha in rows["pixel_sha256"]]
-        return ImageDataset(rows, root, render, IMAGENET_MEAN, IMAGENET_STD, augment, cached)
+        return ManifestDataset.from_rows(task.part(part), root, task.classes, preprocess=config, cache=opts.cache,
+                                         augment=augment, normalize=(IMAGENET_MEAN, IMAGENET_STD))
 
     return make("train", aug), make("val", None), make("test", None)
 
@@ -125,7 +102,7 @@ def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOption
     model = build_model(spec, opts.init, opts.weights, outputs, opts.trust_checkpoint, input_size=size)
     if spec.zero_shot:
         return model.to(device), []
-    train_ds, val_ds, _ = _datasets(task, root, spec, opts)
+    train_ds, val_ds, _ = datasets_for(task, root, spec, opts)
     cfg = TrainConfig(**{**asdict(opts.train), "label_smoothing": spec.label_smoothing})
     history = fit(model, train_ds, val_ds, train_ds.targets, len(task.classes), cfg, out, device,
                   resume=opts.resume, progress=progress)
@@ -145,7 +122,7 @@ def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, 
         proba, ids, history = _hierarchical(df, task, root, spec, opts, seed, out, device, progress)
     else:
         model, history = _train_binary(spec, task, root, opts, out, device, progress)
-        _, _, test_ds = _datasets(task, root, spec, opts)
+        _, _, test_ds = datasets_for(task, root, spec, opts)
         proba, ids = predict(model, test_ds, cfg, device)
         if is_main():
             save_weights(model, out / "weights.safetensors", {"model": spec.name, "classes": json.dumps(task.classes)})
@@ -185,7 +162,7 @@ def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
     stage_spec = replace(spec, classes=("no", "yes"), hierarchical=False)
     m1, h1 = _train_binary(stage_spec, s1, root, opts, out / "stage1", device, progress)
     m2, h2 = _train_binary(stage_spec, s2, root, opts, out / "stage2", device, progress)
-    _, _, test_ds = _datasets(task, root, spec, opts)
+    _, _, test_ds = datasets_for(task, root, spec, opts)
     p1, ids = predict(m1, test_ds, opts.train, device)
     p2, _ = predict(m2, test_ds, opts.train, device)
     proba = np.zeros((len(ids), 3))
@@ -207,8 +184,7 @@ def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progres
     """
     import torch
 
-    from ..hf import resolve_data_root
-    from ..manifest import read_manifest
+    from ..manifest import read_manifest, resolve_data_root
     from .train import device_for, distributed
 
     spec = get_spec(opts.model)

@@ -1,7 +1,7 @@
 """Open a ``cxrcurate bench`` run folder again: its options, split, predictions and trained network.
 
 The audit and the report look at a finished run without retraining it. ``RunFolder`` rebuilds each seed's network
-from ``config.json`` and the safetensors file(s), renders inputs exactly as the run did (``ImageDataset`` with the
+from ``config.json`` and the safetensors file(s), renders inputs exactly as the run did (``ManifestDataset`` with the
 run's ``render`` and ImageNet normalisation), and wraps the network in ``ClassScores`` so that every rung, whatever
 its head, answers with one score per class and pooled features. torch is imported at this module's top: import it
 only where a network is needed.
@@ -169,7 +169,7 @@ class RunFolder:
     @cached_property
     def root(self) -> Path:
         """The data root the manifest's paths are relative to."""
-        from ..hf import resolve_data_root
+        from ..manifest import resolve_data_root
 
         return resolve_data_root(self.manifest, self.data_root_override or self.config.get("data_root"))
 
@@ -203,11 +203,13 @@ class RunFolder:
         return preprocess_config(self.spec, self.size)
 
     def dataset(self, rows: pd.DataFrame):
-        """An ``ImageDataset`` over ``rows`` (with ``path``, ``target``, ``image_id``), rendered as the run did."""
-        from .data import ImageDataset
-        from .run import _renderer
+        """A ``ManifestDataset`` over ``rows`` (with ``path``, ``target``, ``image_id``), rendered as the run did."""
+        from ..datasets import ManifestDataset
+        from .run import preprocess_config
 
-        return ImageDataset(rows, self.root, _renderer(self.spec, self.size), IMAGENET_MEAN, IMAGENET_STD)
+        config = preprocess_config(self.spec, self.size)
+        return ManifestDataset.from_rows(rows, self.root, self.classes, preprocess=config,
+                                         normalize=(IMAGENET_MEAN, IMAGENET_STD))
 
     def black(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The normalised value of a black pixel per channel, ``(1, 3, 1, 1)``: the baseline of masking and IG."""

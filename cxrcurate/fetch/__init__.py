@@ -1,30 +1,33 @@
 """``cxrcurate fetch``: bring a source to disk in the layout its loader reads, politely and resumably.
 
 Three kinds of source: web sites scraped case by case (``radiopaedia``, ``sirm``, ``eurorad``; one module each),
-GitHub repositories fetched at a recorded commit (``github.REPOSITORIES``), and sources behind a login or
-click-through that a person downloads (``manual.MANUAL``; ``fetch`` explains how, ``check`` verifies the result).
+GitHub repositories fetched at a recorded commit, and sources behind a login or click-through that a person
+downloads (``fetch`` explains how, ``check`` verifies the result). Which is which, and the commit or the published
+counts, is each source's ``fetch`` record (``cxrcurate.sources``).
 This module stays light: the HTTP stack is imported when a fetch runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UnknownSourceError
+from ..errors import UnknownSourceError, did_you_mean
+from ..sources import ManualDownload, Repository, Scraped, fetch_records
 
 if TYPE_CHECKING:
-    from ..http import HttpConfig
     from .base import FetchReport
+    from .http import HttpConfig
     from .manual import CheckResult
 
-SCRAPERS = {"radiopaedia": "radiopaedia:Radiopaedia", "sirm": "sirm:Sirm", "eurorad": "eurorad:Eurorad"}
-REPOSITORY_SOURCES = ("cohen", "hannover", "covid-cxnet", "figure1", "actualmed")
-MANUAL_SOURCES = ("nih-cxr14", "kermany", "shenzhen", "montgomery")
-FETCHABLE = (*SCRAPERS, *REPOSITORY_SOURCES, *MANUAL_SOURCES)
+KINDS = {"scraped": Scraped, "repository": Repository, "manual": ManualDownload}
+
+
+def fetchable() -> tuple[str, ...]:
+    """Every source with a ``fetch`` record."""
+    return tuple(name for kind in KINDS.values() for name in fetch_records(kind))
 
 
 def fetch_kind(name: str) -> str:
@@ -34,15 +37,10 @@ def fetch_kind(name: str) -> str:
         UnknownSourceError: with the closest names ("did you mean ...?").
     """
     key = name.strip().lower().replace("_", "-")
-    if key in SCRAPERS:
-        return "scraped"
-    if key in REPOSITORY_SOURCES:
-        return "repository"
-    if key in MANUAL_SOURCES:
-        return "manual"
-    close = difflib.get_close_matches(key, FETCHABLE, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownSourceError(f"no fetcher for {name!r}.{hint} Fetchable sources: {', '.join(FETCHABLE)}")
+    for kind, record in KINDS.items():
+        if key in fetch_records(record):
+            return kind
+    raise UnknownSourceError(did_you_mean(name, fetchable(), "fetchable source"))
 
 
 def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since: dt.date | None = None,
@@ -51,7 +49,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
     """Fetch source ``name`` into ``out`` and report what happened (failures included, never silently dropped).
 
     Args:
-        name: a fetchable source (``FETCHABLE``).
+        name: a fetchable source (``fetchable()``).
         out: the source folder (the loader's root); created.
         limit: stop after this many cases (scraped sources).
         since: skip cases published before this date (scraped sources; cases with no date are kept).
@@ -69,8 +67,8 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
     """
     import dataclasses
 
-    from ..http import HttpClient, HttpConfig
     from .base import FetchOptions, run_scraper
+    from .http import HttpClient, HttpConfig
 
     kind = fetch_kind(name)
     key = name.strip().lower().replace("_", "-")
@@ -92,8 +90,8 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
             if limit is not None or since is not None:
                 report.notes.append("--limit and --since apply to web sites only; the whole repository is fetched")
             return report
-        module, cls_name = SCRAPERS[key].split(":")
-        scraper_cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls_name)
+        module, cls_name = fetch_records(Scraped)[key].scraper.split(":")
+        scraper_cls = getattr(importlib.import_module(f"{__name__}.sites.{module}"), cls_name)
         return run_scraper(scraper_cls(client, base_url), out, options)
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import __version__
-from ..errors import CxrcurateError
-from ..http import FetchError, HttpClient
-from .download import DownloadError, UnsafePath, download, safe_component, safe_join, sniff_image
+from ..errors import CxrcurateError, DownloadError, FetchError, UnsafePath
+from .download import download, safe_component, safe_join, sniff_image
+from .http import HttpClient
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from pathlib import Path, PurePosixPath
 import requests
 import urllib3
 
-from ..http import FetchError, HttpClient, ResponseTooLarge, raise_for_status
+from ..errors import DownloadError, FetchError, ResponseTooLarge, UnsafePath
+from .http import HttpClient, raise_for_status
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,6 @@ DEFAULT_MAX_BYTES = 200 * 2**20  # one image or document
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _BODY_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 urllib3.exceptions.HTTPError)
-
-
-class UnsafePath(FetchError):
-    """A name or archive member that would write outside its folder (absolute, ``..``, a link)."""
-
-
-class DownloadError(FetchError):
-    """A download that did not complete or did not verify (the message says why and whether it can resume)."""
 
 
 @dataclass

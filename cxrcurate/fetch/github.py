@@ -15,13 +15,13 @@ import json
 import logging
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CxrcurateError
-from ..http import HttpClient
+from ..sources import Repository, fetch_records
 from .base import SOURCE_RECORD, FetchOptions, FetchReport, write_source_record
 from .download import download, extract_archive, remove_tree
+from .http import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +30,9 @@ GITHUB = "https://github.com"
 ARCHIVE_MAX_BYTES = 8 * 2**30
 
 
-@dataclass(frozen=True)
-class Repository:
-    """Where a source lives on GitHub and the commit cxrcurate fetches (data, reviewed when it changes)."""
-
-    repo: str
-    commit: str
-    note: str = ""
-
-
-# The commits are those the project's reference data and loaders were checked against.
-REPOSITORIES: dict[str, Repository] = {
-    "cohen": Repository("ieee8023/covid-chestxray-dataset", "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8",
-                        "later metadata schema (Pneumonia/Viral/COVID-19); the loader reads both schemas"),
-    "hannover": Repository("ml-workgroup/covid-19-image-repository", "ad7ab099b425f16e06bba22322336b7d6a732965"),
-    "covid-cxnet": Repository("armiro/COVID-CXNet", "3ade488b3828705706fc5f58c0667421d8b04a01",
-                              "images in chest_xray_images/covid19/; the repository also holds model checkpoints"),
-    "figure1": Repository("agchung/Figure1-COVID-chestxray-dataset", "95bb569e55f4110d3b734c0f355340e04e16989a"),
-    "actualmed": Repository("agchung/Actualmed-COVID-chestxray-dataset", "27240dd8dec9454bc97f9f3c0c432ef434de2517"),
-}
+def repositories() -> dict[str, Repository]:
+    """The sources fetched from GitHub, by name, with the commit cxrcurate fetches (their ``fetch`` records)."""
+    return fetch_records(Repository)
 
 
 def _recorded_commit(out: Path) -> str | None:
@@ -63,7 +47,7 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
     """Bring the repository of ``source`` at its recorded commit (or ``commit``) into ``out``.
 
     Args:
-        source: a name in ``REPOSITORIES``.
+        source: a name in ``repositories()``.
         out: the source folder to fill (the loader's root).
         client: the polite client (archive method).
         options: ``dry_run`` only says what would be fetched.
@@ -74,7 +58,7 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
     Raises:
         CxrcurateError: an unknown method, or ``git`` asked for but not installed.
     """
-    repo = REPOSITORIES[source]
+    repo = repositories()[source]
     sha = commit or repo.commit
     out = Path(out)
     report = FetchReport(source, out, dry_run=options.dry_run)

@@ -9,50 +9,22 @@ published counts, and says what is missing or misplaced.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CxrcurateError, ManualDownloadRequired
-from ..sources import get_source
+from ..sources import ManualDownload, fetch_records, get_source
 from ..sources.base import Dropped, Record
 
 
-@dataclass(frozen=True)
-class ManualSource:
-    """Where a person downloads a source and what a complete copy holds (published counts, as data)."""
-
-    url: str
-    what: str
-    images: int
-    by_label: dict[str, int] = field(default_factory=dict)
-    metadata: tuple[str, ...] = ()
-
-
-MANUAL: dict[str, ManualSource] = {
-    "nih-cxr14": ManualSource(
-        "https://nihcc.app.box.com/v/ChestXray-NIHCC",
-        "Data_Entry_2017_v2020.csv and the twelve images_001.tar.gz ... images_012.tar.gz archives (Box asks to "
-        "accept its terms; extract each archive in the folder)",
-        112_120, metadata=("Data_Entry_2017_v2020.csv",)),
-    "kermany": ManualSource(
-        "https://data.mendeley.com/datasets/rscbjbr9sj/2",
-        "ChestXRay2017.zip (Mendeley's download button; the same images are on Kaggle as chest-xray-pneumonia, "
-        "which needs a login); extract it so chest_xray/ is in the folder",
-        5_856, {"normal": 1_583, "pneumonia": 4_273}),
-    "shenzhen": ManualSource(
-        "https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets",
-        "the Shenzhen set (ChinaSet_AllFiles.zip) from the NLM download page; extract it",
-        662, {"normal": 326, "other": 336}),
-    "montgomery": ManualSource(
-        "https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets",
-        "the Montgomery County set (NLM-MontgomeryCXRSet.zip) from the NLM download page; extract it",
-        138, {"normal": 80, "other": 58}),
-}
+def manual_sources() -> dict[str, ManualDownload]:
+    """The sources a person downloads, by name, with where and what (their ``fetch`` records)."""
+    return fetch_records(ManualDownload)
 
 
 def manual_download(source: str, out: str | Path) -> ManualDownloadRequired:
     """The error ``fetch`` raises for a manual source: where to go, what to get, where to put it, how to check."""
-    info = MANUAL[source]
+    info = manual_sources()[source]
     layout = get_source(source).layout
     return ManualDownloadRequired(
         f"{source} cannot be fetched automatically (the site asks for a login or a click-through).\n"
@@ -71,7 +43,7 @@ class CheckResult:
 def check_download(source: str, path: str | Path) -> CheckResult:
     """Verify a manual download: the layout, the image count per label, and files or rows the loader left out.
 
-    Works for any registered source; the counts are compared only where ``MANUAL`` records them.
+    Works for any registered source; counts are compared only where its ``ManualDownload`` records them.
     """
     cls = get_source(source)
     lines: list[str] = []
@@ -85,7 +57,7 @@ def check_download(source: str, path: str | Path) -> CheckResult:
     lines.append(f"{source} at {path}: {len(records):,} images ("
                  + ", ".join(f"{k} {v:,}" for k, v in sorted(labels.items())) + f"), {len(dropped):,} left out")
     ok = True
-    info = MANUAL.get(source)
+    info = manual_sources().get(source)
     if info is not None:
         if len(records) != info.images:
             ok = False

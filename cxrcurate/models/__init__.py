@@ -6,10 +6,9 @@ F1 on their own, per-image split of their own data; not comparable with a patien
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
-from ..errors import CxrcurateError
+from ..errors import UnknownNameError, did_you_mean
 
 CHEXNET_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
                     "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
@@ -77,6 +76,4 @@ def get_spec(name: str) -> ModelSpec:
     """
     if name in LADDER:
         return LADDER[name]
-    close = difflib.get_close_matches(name, LADDER, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise CxrcurateError(f"unknown model {name!r}.{hint} Models: {', '.join(LADDER)}")
+    raise UnknownNameError(did_you_mean(name, LADDER, "model"))

@@ -67,21 +67,46 @@ class ChexnetProbe(nn.Module):
         return torch.log(p / (1 - p))
 
 
-def _imagenet(name: str, weights: str | None) -> nn.Module:
-    if weights:
-        net = timm.create_model(name, pretrained=False, num_classes=0)
-        state = read_state_dict(weights)
-        load_backbone(net, state, weights)
-        return net
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        return timm.create_model(name, pretrained=True, num_classes=0)
-    except Exception as exc:  # noqa: BLE001 - hub/cache errors come in many types
-        raise CxrcurateError(
-            f"ImageNet weights for {name} are not available offline ({type(exc).__name__}). Download them once on a "
-            f"machine with internet (python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
-            "the Hugging Face cache), or pass --weights FILE (a timm/torchvision state dict), or --init random"
-        ) from exc
+def cached_imagenet_weights(name: str) -> Path | None:
+    """The local file of timm's ImageNet weights for ``name`` (Hugging Face cache, else torch hub cache), or None.
+
+    Looks only on disk: no network request is made, whatever ``HF_HUB_OFFLINE`` says.
+    """
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+        cache_dir = os.environ.get("HF_HUB_CACHE") or os.path.join(home, "hub")  # read now, not at hub's import
+        for filename in filter(None, (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")):
+            found = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=cache_dir)
+            if isinstance(found, str) and os.path.isfile(found):
+                return Path(found)
+    if cfg.url:
+        candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url.split("?")[0])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imagenet(name: str, weights: str | None, trust: bool = False) -> nn.Module:
+    """The ImageNet backbone from ``weights``, or from timm's weights already on disk; never a download."""
+    if not weights:
+        local = cached_imagenet_weights(name)
+        if local is None:
+            cfg = timm.models.get_pretrained_cfg(name)
+            where = getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None) or name
+            raise CxrcurateError(
+                f"ImageNet weights for {name} are not on this machine (looked in the Hugging Face and torch hub "
+                f"caches for {where}; cxrcurate never downloads weights during a benchmark). Download them once on a "
+                f"machine with internet (python -c \"import timm; timm.create_model('{name}', pretrained=True)\" "
+                "fills the cache), or pass --weights FILE (a timm/torchvision state dict), or use --init random")
+        weights = str(local)
+    net = timm.create_model(name, pretrained=False, num_classes=0)
+    load_backbone(net, read_state_dict(weights, trust), weights)
+    return net
 
 
 def chexnet_backbone(weights: str | None, trust: bool = False) -> tuple[nn.Module, LoadReport | None]:
@@ -122,7 +147,7 @@ def build_model(spec: ModelSpec, init: str | None = None, weights: str | os.Path
     if init == "random":
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
     elif init == "imagenet":
-        backbone = _imagenet(name, weights)
+        backbone = _imagenet(name, weights, trust)
     elif init == "chexnet":
         net, _ = chexnet_backbone(weights, trust)
         if spec.zero_shot:

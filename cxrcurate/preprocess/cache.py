@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +159,10 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
     """
     from tqdm.auto import tqdm
 
-    from ..hf import _frame, resolve_data_root
+    from ..manifest import load_frame, resolve_data_root
 
     start = time.monotonic()
-    df = _frame(manifest)
+    df = load_frame(manifest)
     root = resolve_data_root(df, data_root)
     folder, h = _prepare_folder(Path(cache), config)
     firsts = df.drop_duplicates("pixel_sha256")
@@ -209,57 +208,3 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
     result.no_lungs = sum(1 for it in items if infos.get(it[0], {}).get("lungs") == "not_found")
     result.seconds = time.monotonic() - start
     return result
-
-
-class CachedDataset:
-    """A torch ``Dataset`` over a manifest and a filled cache: ``(image (C, H, W) float in [0, 1], label, image_id)``.
-
-    Args:
-        manifest: a manifest path or DataFrame.
-        cache: the cache folder given to ``build_cache``.
-        config: the config the cache was built with (its hash picks the folder).
-        classes: labels to keep, in class-index order.
-        split: keep only this split.
-        keep_only: keep only ``keep == True`` rows when dedup has run.
-        augment: called as ``augment(image, index)`` (e.g. ``augment.PaperAugment``), seeded per sample.
-        transform: called as ``transform(image)`` after ``augment``.
-        mmap: memory-map the entries instead of reading them.
-
-    Raises:
-        CxrcurateError: unknown classes, no rows left, or entries missing (run ``cxrcurate preprocess``).
-    """
-
-    def __init__(self, manifest: Any, cache: str | os.PathLike, config: PreprocessConfig,
-                 classes: Sequence[str] = ("normal", "covid19", "pneumonia"), split: str | None = None,
-                 keep_only: bool = False, augment: Callable | None = None, transform: Callable | None = None,
-                 mmap: bool = False) -> None:
-        from ..hf import _frame
-        from ..torchdata import select_rows
-
-        df = select_rows(_frame(manifest), classes, split, keep_only)
-        self.folder = cache_folder(cache, config)
-        self.paths = [entry_path(self.folder, sha) for sha in df["pixel_sha256"]]
-        missing = [iid for iid, p in zip(df["image_id"], self.paths, strict=True) if not p.exists()]
-        if missing:
-            where = manifest if isinstance(manifest, str | os.PathLike) else "MANIFEST"
-            raise CxrcurateError(f"{len(missing)} of {len(df)} image(s) are not in the cache {self.folder} (e.g. "
-                                 f"{missing[0]}); run `cxrcurate preprocess {where} --cache {cache} --size "
-                                 f"{config.size}` with the same options first")
-        self.image_ids = df["image_id"].tolist()
-        self.labels = [list(classes).index(lab) for lab in df["label"]]
-        self.classes = tuple(classes)
-        self.augment, self.transform, self.mmap = augment, transform, mmap
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, str]:
-        import torch
-
-        array = np.load(self.paths[index], mmap_mode="r" if self.mmap else None)
-        image = torch.from_numpy(np.array(array, copy=True) if self.mmap else array).float().mul_(1.0 / 255.0)
-        if self.augment is not None:
-            image = self.augment(image, index)
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.labels[index], self.image_ids[index]

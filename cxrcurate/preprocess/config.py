@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import CxrcurateError
+from ..errors import CxrcurateError, LungWeightsError
 
 # Bump when the pipeline's code changes the pixels it writes for the same config (invalidates every cache).
 PIPELINE_VERSION = 1
@@ -26,10 +26,6 @@ RESIZE_MODES = ("pad", "stretch")
 SHIPPED_LUNGS = "default"  # ``lungs`` value naming the weights shipped inside the package
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "lungs-unet-w8-160.safetensors"
-
-
-class LungWeightsError(CxrcurateError):
-    """Lung-segmentation weights are missing or unreadable (the message says how to train or get them)."""
 
 
 @dataclass(frozen=True)

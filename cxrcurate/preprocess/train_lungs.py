@@ -226,7 +226,7 @@ def train_lungs(manifest: Any, out: str | os.PathLike, data_root: str | os.PathL
         CxrcurateError: no rows with masks, too few patients to hold some out, a size that is not a multiple of
             ``2**depth``, or CUDA asked for but absent.
     """
-    from ..hf import _frame, resolve_data_root
+    from ..manifest import load_frame, resolve_data_root
 
     opts = options or TrainOptions()
     if opts.size % 2**opts.depth:
@@ -234,7 +234,7 @@ def train_lungs(manifest: Any, out: str | os.PathLike, data_root: str | os.PathL
     device = ("cuda" if torch.cuda.is_available() else "cpu") if opts.device == "auto" else opts.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CxrcurateError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    df = _frame(manifest)
+    df = load_frame(manifest)
     root = resolve_data_root(df, data_root)
     rows = mask_rows(df)
     if rows.empty:

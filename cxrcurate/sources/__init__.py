@@ -1,17 +1,23 @@
-"""The source registry: ``cxrcurate sources`` lists it; a mistyped name answers "did you mean ...?"."""
+"""The source registry: ``cxrcurate sources`` lists it; a mistyped name answers "did you mean ...?".
+
+Every module of this package that defines a ``@register``-ed ``Source`` is found and imported on first use; the
+source's class is its one record (how to read it, how it is fetched, its license, its dedup rank), and the
+fetchers and dedup read these records from here.
+"""
 
 from __future__ import annotations
 
-import difflib
 import importlib
+import pkgutil
+from typing import TypeVar
 
-from ..errors import UnknownSourceError
-from .base import Dropped, Record, Source
+from ..errors import UnknownSourceError, did_you_mean
+from .base import Dropped, ManualDownload, Record, Repository, Scraped, Source
 
-__all__ = ["Source", "Record", "Dropped", "register", "get_source", "list_sources"]
+__all__ = ["Source", "Record", "Dropped", "Repository", "ManualDownload", "Scraped", "register", "get_source",
+           "list_sources", "fetch_records", "dedup_preference"]
 
-_MODULES = ("cohen", "covid_cxnet", "hannover", "agchung", "nih_cxr14", "kermany", "nlm_tb", "radiopaedia", "sirm",
-            "eurorad")
+_HELPERS = {"base", "casejson"}  # modules without a source of their own
 _REGISTRY: dict[str, type[Source]] = {}
 
 
@@ -24,8 +30,9 @@ def register(cls: type[Source]) -> type[Source]:
 
 
 def _load_all() -> None:
-    for mod in _MODULES:
-        importlib.import_module(f"{__name__}.{mod}")
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in _HELPERS:
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
 def list_sources() -> dict[str, type[Source]]:
@@ -44,6 +51,19 @@ def get_source(name: str) -> type[Source]:
     key = name.strip().lower().replace("_", "-")
     if key in known:
         return known[key]
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownSourceError(f"unknown source {name!r}.{hint} Known sources: {', '.join(known)}")
+    raise UnknownSourceError(did_you_mean(name, known, "source"))
+
+
+F = TypeVar("F", Repository, ManualDownload, Scraped)
+
+
+def fetch_records(kind: type[F]) -> dict[str, F]:
+    """The sources fetched as ``kind`` (``Repository``, ``ManualDownload`` or ``Scraped``), by name."""
+    return {name: cls.fetch for name, cls in list_sources().items() if isinstance(cls.fetch, kind)}
+
+
+def dedup_preference() -> tuple[str, ...]:
+    """Source names by ``dedup_rank`` (the copy dedup keeps by default comes first); unranked sources are left out
+    and rank after every listed one."""
+    ranked = [(cls.dedup_rank, name) for name, cls in list_sources().items() if cls.dedup_rank is not None]
+    return tuple(name for _, name in sorted(ranked))

@@ -20,6 +20,7 @@ from .base import (
     ROW_WITHOUT_FILE,
     Dropped,
     Record,
+    Repository,
     Source,
     clean,
     extras,
@@ -88,6 +89,8 @@ class Figure1(_AgChung):
     title = "Figure1 COVID-19 chest X-ray dataset"
     homepage = "https://github.com/agchung/Figure1-COVID-chestxray-dataset"
     layout = "  metadata.csv   (patientid names the image)\n  images/<patientid>.jpg|png"
+    fetch = Repository("agchung/Figure1-COVID-chestxray-dataset", "95bb569e55f4110d3b734c0f355340e04e16989a")
+    dedup_rank = 70  # a curated aggregator
 
     def file_key(self, row: dict) -> str:
         return clean(row.get("patientid")) or ""
@@ -105,6 +108,8 @@ class Actualmed(_AgChung):
     title = "Actualmed COVID-19 chest X-ray dataset"
     homepage = "https://github.com/agchung/Actualmed-COVID-chestxray-dataset"
     layout = "  metadata.csv   (imagename column)\n  images/<imagename>"
+    fetch = Repository("agchung/Actualmed-COVID-chestxray-dataset", "27240dd8dec9454bc97f9f3c0c432ef434de2517")
+    dedup_rank = 60  # a curated aggregator
 
     def file_key(self, row: dict) -> str:
         return clean(row.get("imagename")) or ""

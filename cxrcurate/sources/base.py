@@ -64,11 +64,43 @@ class Dropped:
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class Repository:
+    """Fetched from GitHub at a recorded commit (data, reviewed when it changes)."""
+
+    repo: str
+    commit: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ManualDownload:
+    """Downloaded by a person (login or click-through): where, what, and what a complete copy holds."""
+
+    url: str
+    what: str
+    images: int
+    by_label: dict[str, int] = field(default_factory=dict)
+    metadata: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scraped:
+    """Scraped case by case from a web site by ``cxrcurate.fetch.sites.<module>.<cls>`` (``"module:Class"``)."""
+
+    scraper: str
+
+
+FetchSpec = Repository | ManualDownload | Scraped
+
+
 class Source(ABC):
     """A public CXR collection on local disk.
 
     Subclasses set the class attributes and implement ``parse``. ``layout`` is shown in errors so a user
-    can see what folder the loader expected.
+    can see what folder the loader expected. A source's class is its one record: besides how to read it, it says
+    how it is fetched (``fetch``: a ``Repository``, ``ManualDownload`` or ``Scraped``), its license, and its rank
+    when dedup chooses the copy of a picture to keep (``dedup_rank``: lower is preferred; None ranks last).
     """
 
     name: ClassVar[str]
@@ -77,6 +109,8 @@ class Source(ABC):
     license: ClassVar[str]
     layout: ClassVar[str]
     metadata_files: ClassVar[tuple[str, ...]] = ()
+    fetch: ClassVar[FetchSpec | None] = None
+    dedup_rank: ClassVar[int | None] = None
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)

@@ -21,6 +21,7 @@ from .base import (
     ROW_WITHOUT_FILE,
     Dropped,
     Record,
+    Repository,
     Source,
     clean,
     extras,
@@ -42,6 +43,9 @@ class Cohen(Source):
     license = "per image (license column)"
     layout = "  metadata.csv\n  images/<filename>\n  lung-masks/<filename>   (optional)"
     metadata_files = ("metadata.csv",)
+    fetch = Repository("ieee8023/covid-chestxray-dataset", "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8",
+                       "later metadata schema (Pneumonia/Viral/COVID-19); the loader reads both schemas")
+    dedup_rank = 80  # a collection of collections (republishes Radiopaedia, SIRM, Hannover ...)
 
     def _read_metadata(self):
         """Read ``metadata.csv``; rows whose free-text notes hold unquoted commas are re-joined, not lost."""

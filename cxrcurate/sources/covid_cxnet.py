@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from ..labels import normalize_sex, normalize_view, parse_age, pediatric_from_age
 from . import register
-from .base import DUPLICATE_ROW, ROW_WITHOUT_FILE, Dropped, Record, Source, clean, extras, row_id
+from .base import DUPLICATE_ROW, ROW_WITHOUT_FILE, Dropped, Record, Repository, Source, clean, extras, row_id
 
 _NAME = re.compile(r"^(?P<num>\d+)(?P<flags>[p-]*)\.[A-Za-z]+$")
 _EXTRA = ("pcr_test", "survival", "location", "admission_offset", "symptom_offset", "also_had_ct", "opacification",
@@ -31,6 +31,9 @@ class CovidCXNet(Source):
     license = "CC BY 4.0 (collection)"
     layout = "  images/001.jpeg ... 900.jpg   (or chest_xray_images/covid19/)\n  metadata.csv   (optional)"
     metadata_files = ("metadata.csv",)
+    fetch = Repository("armiro/COVID-CXNet", "3ade488b3828705706fc5f58c0667421d8b04a01",
+                       "images in chest_xray_images/covid19/; the repository also holds model checkpoints")
+    dedup_rank = 90  # a collection of collections, least metadata
 
     def _image_dir(self) -> str:
         for cand in ("images", "chest_xray_images/covid19"):

@@ -8,6 +8,7 @@ each figure's caption ("Chest X-ray, PA view"). Eurorad cases are CC BY-NC-SA 4.
 from __future__ import annotations
 
 from . import register
+from .base import Scraped
 from .casejson import CaseFolderSource
 
 
@@ -19,3 +20,4 @@ class Eurorad(CaseFolderSource):
     title = "Eurorad cases (scraped by cxrcurate fetch)"
     homepage = "https://www.eurorad.org"
     license = "CC BY-NC-SA 4.0"
+    fetch = Scraped("eurorad:Eurorad")

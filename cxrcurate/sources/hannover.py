@@ -19,7 +19,18 @@ from collections.abc import Iterator
 
 from ..labels import normalize_sex, normalize_view
 from . import register
-from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, ROW_WITHOUT_FILE, Dropped, Record, Source, clean, extras, row_id
+from .base import (
+    DUPLICATE_ROW,
+    FILE_WITHOUT_ROW,
+    ROW_WITHOUT_FILE,
+    Dropped,
+    Record,
+    Repository,
+    Source,
+    clean,
+    extras,
+    row_id,
+)
 
 _EXTRA = ("admission_offset", "icu_admission_offset", "icu_release_offset", "death_offset", "modality")
 
@@ -34,6 +45,8 @@ class Hannover(Source):
     license = "CC BY 3.0"
     layout = "  data.csv\n  png/<image_id>.png"
     metadata_files = ("data.csv",)
+    fetch = Repository("ml-workgroup/covid-19-image-repository", "ad7ab099b425f16e06bba22322336b7d6a732965")
+    dedup_rank = 10  # an institution's originals
 
     def parse(self) -> Iterator[Record | Dropped]:
         self.require("data.csv", "png")

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ..imageio import is_image_name
 from . import register
-from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, NOT_IMAGE, Dropped, Record, Source
+from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, NOT_IMAGE, Dropped, ManualDownload, Record, Source
 
 SPLITS = ("train", "val", "test")
 _CLASSES = {"NORMAL": "normal", "PNEUMONIA": "pneumonia"}
@@ -78,6 +78,12 @@ class Kermany(Source):
         "    test/...  val/...            (same class folders; Mendeley v2 has no val/)"
     )
     metadata_files = ()
+    fetch = ManualDownload(
+        "https://data.mendeley.com/datasets/rscbjbr9sj/2",
+        "ChestXRay2017.zip (Mendeley's download button; the same images are on Kaggle as chest-xray-pneumonia, "
+        "which needs a login); extract it so chest_xray/ is in the folder",
+        5_856, {"normal": 1_583, "pneumonia": 4_273})
+    dedup_rank = 50  # an institution's originals, republished widely
 
     def parse(self) -> Iterator[Record | Dropped]:
         base = self._base()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from ..imageio import is_image_name
 from ..labels import MAX_AGE, PEDIATRIC_AGE, normalize_sex, normalize_view, pediatric_from_age
 from . import register
-from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, ROW_WITHOUT_FILE, Dropped, Record, Source, row_id
+from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, ROW_WITHOUT_FILE, Dropped, ManualDownload, Record, Source, row_id
 
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
             "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
@@ -40,6 +40,12 @@ class NIHChestXray14(Source):
     license = "public domain (NIH Clinical Center; cite Wang et al. 2017)"
     layout = ("  Data_Entry_2017_v2020.csv  (or Data_Entry_2017.csv, optionally .gz)\n"
               "  images/*.png  or  images_001/images/*.png ... images_012/images/*.png")
+    fetch = ManualDownload(
+        "https://nihcc.app.box.com/v/ChestXray-NIHCC",
+        "Data_Entry_2017_v2020.csv and the twelve images_001.tar.gz ... images_012.tar.gz archives (Box asks to "
+        "accept its terms; extract each archive in the folder)",
+        112_120, metadata=("Data_Entry_2017_v2020.csv",))
+    dedup_rank = 20  # an institution's originals
 
     def _csv(self) -> str:
         for name in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017_v2020.csv.gz", "Data_Entry_2017.csv",

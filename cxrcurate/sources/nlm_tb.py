@@ -31,7 +31,16 @@ from typing import ClassVar
 from ..imageio import is_image_name
 from ..labels import normalize_sex, parse_age, pediatric_from_age
 from . import register
-from .base import FILE_WITHOUT_ROW, MASK_WITHOUT_IMAGE, NOT_IMAGE, ROW_WITHOUT_FILE, Dropped, Record, Source
+from .base import (
+    FILE_WITHOUT_ROW,
+    MASK_WITHOUT_IMAGE,
+    NOT_IMAGE,
+    ROW_WITHOUT_FILE,
+    Dropped,
+    ManualDownload,
+    Record,
+    Source,
+)
 
 _IMAGES = "CXR_png"
 _READINGS = "ClinicalReadings"
@@ -157,6 +166,11 @@ class Montgomery(NlmTbSource):
         "  ManualMask/leftMask/MCUCXR_0001_0.png\n"
         "  ManualMask/rightMask/MCUCXR_0001_0.png"
     )
+    fetch = ManualDownload(
+        "https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets",
+        "the Montgomery County set (NLM-MontgomeryCXRSet.zip) from the NLM download page; extract it",
+        138, {"normal": 80, "other": 58})
+    dedup_rank = 40  # an institution's originals
 
     def read_reading(self, text: str) -> tuple[str | None, str | None, str | None]:
         fields: dict[str, str] = {}
@@ -195,6 +209,11 @@ class Shenzhen(NlmTbSource):
         "  ClinicalReadings/CHNCXR_0001_0.txt   (first line \"male 35yrs\", then the reading)\n"
         "  mask/CHNCXR_0001_0_mask.png          (optional, Kaggle's lung masks; masks/ also accepted)"
     )
+    fetch = ManualDownload(
+        "https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets",
+        "the Shenzhen set (ChinaSet_AllFiles.zip) from the NLM download page; extract it",
+        662, {"normal": 326, "other": 336})
+    dedup_rank = 30  # an institution's originals
 
     def read_reading(self, text: str) -> tuple[str | None, str | None, str | None]:
         lines = [line for line in text.splitlines() if line.strip()]

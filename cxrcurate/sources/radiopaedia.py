@@ -9,6 +9,7 @@ Lateral). The license is the one the case page states, CC BY-NC-SA 3.0 by defaul
 from __future__ import annotations
 
 from . import register
+from .base import Scraped
 from .casejson import CaseFolderSource
 
 
@@ -20,3 +21,4 @@ class Radiopaedia(CaseFolderSource):
     title = "Radiopaedia cases (scraped by cxrcurate fetch)"
     homepage = "https://radiopaedia.org"
     license = "CC BY-NC-SA 3.0 (unless the case states otherwise)"
+    fetch = Scraped("radiopaedia:Radiopaedia")

@@ -10,6 +10,7 @@ no open license for the posts; the records say so.
 from __future__ import annotations
 
 from . import register
+from .base import Scraped
 from .casejson import CaseFolderSource
 
 
@@ -21,3 +22,4 @@ class Sirm(CaseFolderSource):
     title = "SIRM COVID-19 case series (scraped by cxrcurate fetch)"
     homepage = "https://sirm.org/category/senza-categoria/covid-19/"
     license = "not stated by SIRM (check reuse terms with SIRM)"
+    fetch = Scraped("sirm:Sirm")

@@ -18,9 +18,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from bs4 import Tag
 
+from ...labels import normalize_sex, parse_age
+from ..base import Case, CaseRef, Image, Scraper, case_id_from, iso_date
 from ..http import HttpClient
-from ..labels import normalize_sex, parse_age
-from .base import Case, CaseRef, Image, Scraper, case_id_from, iso_date
 from .parsing import image_url_of, layout_error, modality_from_text, require, soup, text_of, view_from_text
 
 SITE = "Eurorad"

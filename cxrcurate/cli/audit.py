@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def _methods(value: str) -> tuple[str, ...]:
-    from .attribution import METHODS
+    from ..audit.attribution import METHODS
 
     names = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [n for n in names if n not in METHODS]
@@ -30,7 +30,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from ..errors import CxrcurateError
 
     if args.self_test:
-        from .selftest import SelfTestOptions, run_self_test
+        from ..audit.selftest import SelfTestOptions, run_self_test
 
         out = args.out or Path("runs/audit-self-test")
         result = run_self_test(out, SelfTestOptions(epochs=args.self_test_epochs))
@@ -39,8 +39,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
     if args.run is None:
         raise CxrcurateError("give a run folder (cxrcurate audit RUN) or --self-test")
-    from .attribution import AttributionOptions
-    from .audit import AuditOptions, audit_table, run_audit
+    from ..audit.attribution import AttributionOptions
+    from ..audit.base import AuditOptions
+    from ..audit.core import audit_table, run_audit
 
     attr = AttributionOptions(methods=args.methods, lime_samples=args.lime_samples, ig_steps=args.ig_steps,
                               layer=args.layer)
@@ -60,7 +61,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML report of a run."""
-    from .report import ReportOptions, write_report
+    from ..report.html import ReportOptions, write_report
 
     opts = ReportOptions(run_index=args.run_index, methods=args.methods, cases=args.cases,
                          attributions=not args.no_attributions, lime_samples=args.lime_samples,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CxrcurateError
-from .audit import Check, worst
+from .base import Check, worst
 
 log = logging.getLogger(__name__)
 PROBE_WARN, PROBE_FAIL = 0.70, 0.90
@@ -48,7 +48,7 @@ THRESHOLDS = {
 def _features(run: Any, model: Any, rows: pd.DataFrame, batch_size: int, workers: int, device: Any) -> np.ndarray:
     import torch
 
-    from .runio import batches
+    from ..bench.runio import batches
 
     out = []
     with torch.no_grad():
@@ -108,9 +108,9 @@ def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device
 
 def _heldout_score(run_dir: Any, rows: pd.DataFrame, options: Any) -> dict[str, Any]:
     """AUC and accuracy of the LOSO model (``run_dir``) on the held-out source's rows."""
-    from .metrics import score
-    from .runio import RunFolder, batches, predict_scores
-    from .train import device_for
+    from ..bench.metrics import score
+    from ..bench.runio import RunFolder, batches, predict_scores
+    from ..bench.train import device_for
 
     device = device_for(0)
     loso = RunFolder.open(run_dir)
@@ -126,10 +126,10 @@ def _heldout_score(run_dir: Any, rows: pd.DataFrame, options: Any) -> dict[str, 
 
 def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
     """The ``leave_one_source_out`` check: one retrained model per held-out source (under ``RUN/audit-loso/``)."""
+    from ..bench.data import task_targets
+    from ..bench.run import BenchOptions, run_bench
+    from ..bench.train import TrainConfig
     from ..manifest import write_manifest
-    from .data import task_targets
-    from .run import BenchOptions, run_bench
-    from .train import TrainConfig
 
     sources = sorted(frame["source"].unique())
     name, limits = "leave_one_source_out", THRESHOLDS["leave_one_source_out"]

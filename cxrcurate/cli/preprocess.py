@@ -14,7 +14,7 @@ from typing import Any
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from .config import PreprocessConfig
+    from ..preprocess.config import PreprocessConfig
 
     lungs = None if str(args.lungs).lower() == "none" else args.lungs
     channels = tuple(c.strip() for c in args.channels.split(","))
@@ -29,7 +29,7 @@ def _default_cache(manifest: Path) -> Path:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     """Fill the cache for every row of a manifest (resumable; a changed config gets a fresh folder)."""
-    from .cache import build_cache
+    from ..preprocess.cache import build_cache
 
     config = _config(args)
     cache = args.cache or _default_cache(args.manifest)
@@ -45,10 +45,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Write the panel of one image: original, CLAHE, BEASF, lung mask, and the model's input."""
-    from ..hf import _frame, resolve_data_root
-    from .panel import write_panel
+    from ..manifest import load_frame, resolve_data_root
+    from ..preprocess.panel import write_panel
 
-    df = _frame(args.manifest)
+    df = load_frame(args.manifest)
     hits = df[df["image_id"] == args.image_id]
     if hits.empty:
         close = [i for i in df["image_id"] if args.image_id.split(":")[-1] in i][:5]
@@ -64,7 +64,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_train_lungs(args: argparse.Namespace) -> int:
     """Train the lung U-Net on the masked rows of a manifest and print the held-out Dice."""
-    from .train_lungs import TrainOptions, train_lungs
+    from ..preprocess.train_lungs import TrainOptions, train_lungs
 
     opts = TrainOptions(size=args.size, width=args.width, depth=args.depth, epochs=args.epochs, minutes=args.minutes,
                         batch_size=args.batch_size, lr=args.lr, test=args.test, seed=args.seed, device=args.device)

@@ -230,7 +230,7 @@ def attribute_dataset(model: nn.Module, ds: Any, black: torch.Tensor, options: A
         the maps ``(H, W)`` keyed by ``(image_id, method)`` (all, or only the ids in ``keep``); and
         ``gradcam_layer`` / ``gradcam_map`` (the layer's name and its map's size before upsampling).
     """
-    from .runio import batches
+    from ..bench.runio import batches
 
     attributor: Attributor | None = None
     rows, maps = [], {}

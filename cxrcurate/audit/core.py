@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from .attribution import AttributionOptions
+from .base import AuditOptions, Check, to_json, worst
 
 log = logging.getLogger(__name__)
-STATUSES = ("pass", "warn", "fail", "not run")
 MASKED_FAIL = 0.70
 DROP_WARN, DROP_FAIL = 0.05, 0.15
 SHARE_WARN, HIT_WARN = 0.5, 0.5
@@ -52,46 +52,6 @@ THRESHOLDS = {
                             f"reach (Grad-CAM does not vote when its map is smaller than {GRADCAM_MIN_SIDE}x"
                             f"{GRADCAM_MIN_SIDE}: it cannot localise)",
 }
-
-
-@dataclass
-class Check:
-    """One audit test: its status, a one-line summary and the numbers behind it."""
-
-    name: str
-    status: str
-    summary: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-    thresholds: str = ""
-
-
-@dataclass
-class AuditOptions:
-    """What the audit does (recorded in ``audit.json``)."""
-
-    run_index: int = 0
-    lung_source: str = "auto"
-    lung_weights: str | None = None
-    fallback_box: bool = False
-    region: str = "mask"
-    attribution: AttributionOptions = field(default_factory=AttributionOptions)
-    attribution_images: int | None = 100
-    probe: bool = True
-    probe_images: int | None = 2000
-    loso: bool = True
-    loso_sources: tuple[str, ...] | None = None
-    n_boot: int = 200
-    batch_size: int = 16
-    workers: int = 0
-    seed: int = 0
-    manifest: str | None = None
-    data_root: str | None = None
-
-
-def worst(statuses: list[str]) -> str:
-    """The most severe of some statuses (``not run`` counts below ``pass``)."""
-    ran = [s for s in statuses if s != "not run"]
-    return max(ran, key=("pass", "warn", "fail").index) if ran else "not run"
 
 
 def auc(y: np.ndarray, scores: np.ndarray, classes: tuple[str, ...]) -> float:
@@ -160,7 +120,7 @@ def region_predictions(model: Any, ds: Any, masks: dict[str, np.ndarray | None],
     """
     import torch
 
-    from .runio import batches
+    from ..bench.runio import batches
 
     def logp(x: Any) -> np.ndarray:
         with torch.no_grad():
@@ -258,11 +218,11 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None) -> dict
     Raises:
         CxrcurateError: not a run folder, its weights or manifest cannot be found, or bad options.
     """
-    from . import audit_checks as more
+    from ..bench.runio import RunFolder
+    from ..bench.train import device_for
+    from . import checks as more
     from .attribution import attribute_dataset, lung_scores, summarise
     from .lungmasks import LungMasks, input_masks
-    from .runio import RunFolder
-    from .train import device_for
 
     options = options or AuditOptions()
     started = time.time()
@@ -316,19 +276,6 @@ def _reload_difference(run: Any, k: int, preds: pd.DataFrame) -> float:
         return float("nan")
     ours = np.exp(np.stack(preds.set_index("image_id").loc[ids, "full"].to_list()))
     return float(np.abs(ours - written.loc[ids, cols].to_numpy()).max())
-
-
-def to_json(value: Any) -> Any:
-    """``value`` as strict JSON data: numpy scalars and arrays as Python values, NaN and infinities as null."""
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
 def audit_table(result: dict[str, Any]) -> str:

@@ -119,10 +119,10 @@ def synthetic_manifest(out: Path, planted: bool, n_images: int = 160, side: int 
 
 def marker_heat(run_path: Path, side: int, methods: tuple[str, ...], lime_samples: int, seed: int) -> dict[str, Any]:
     """Per method: mean share of the positive test images' attribution inside the marker box, and its lift."""
+    from ..bench.runio import RunFolder
+    from ..bench.train import device_for
     from .attribution import AttributionOptions, attribute_dataset, region_share
     from .lungmasks import to_input
-    from .runio import RunFolder
-    from .train import device_for
 
     run = RunFolder.open(run_path)
     device = device_for(0)
@@ -174,10 +174,11 @@ def run_self_test(out: str | Path, options: SelfTestOptions | None = None) -> Se
     Raises:
         CxrcurateError: training or the audit fails (e.g. missing dependencies).
     """
+    from ..bench.run import BenchOptions, run_bench
+    from ..bench.train import TrainConfig
     from .attribution import AttributionOptions
-    from .audit import AuditOptions, run_audit, to_json
-    from .run import BenchOptions, run_bench
-    from .train import TrainConfig
+    from .base import AuditOptions, to_json
+    from .core import run_audit
 
     options = options or SelfTestOptions()
     out = Path(out)

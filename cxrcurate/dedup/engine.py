@@ -25,14 +25,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import CxrcurateError
+from ..errors import CxrcurateError
+from ..sources import dedup_preference
 from .hashindex import hamming
 
 log = logging.getLogger(__name__)
 
-# Institutional originals first, then curated aggregators, then collections of collections.
-DEFAULT_PREFERENCE = ("hannover", "nih-cxr14", "shenzhen", "montgomery", "kermany", "actualmed", "figure1", "cohen",
-                      "covid-cxnet")
 KNOWN_LABELS = ("normal", "covid19", "pneumonia", "other")
 PAIR_COLUMNS = ["image_a", "image_b", "kind", "hamming", "inliers", "score", "accepted"]
 
@@ -48,7 +46,7 @@ class DedupOptions:
     min_inliers: int = 100
     min_score: float = 0.99
     strong_inliers: int = 220
-    preference: Sequence[str] = DEFAULT_PREFERENCE
+    preference: Sequence[str] = field(default_factory=dedup_preference)  # sources' dedup_rank order
     label_conflict: str = "exclude"  # or "report": keep the preferred copy and only list the conflict
     workers: int | None = None
 
@@ -147,7 +145,7 @@ def _map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
 
 def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
-    from .dedup_features import cpu_workers, features_job, verify_job
+    from .features import cpu_workers, features_job, verify_job
 
     workers = cpu_workers(options.workers)
     paths = [str(data_root / p) for p in df["path"]]
@@ -302,8 +300,7 @@ def dedup_manifest(manifest: str | os.PathLike, out: str | os.PathLike | None = 
     Raises:
         CxrcurateError: the data root is unknown or an image is missing; SchemaError: not a manifest.
     """
-    from .hf import resolve_data_root
-    from .manifest import read_info, read_manifest, write_manifest
+    from ..manifest import read_info, read_manifest, resolve_data_root, write_manifest
 
     df = read_manifest(manifest)
     root = resolve_data_root(df, data_root)

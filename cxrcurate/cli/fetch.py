@@ -28,7 +28,7 @@ def _positive(value: str) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Run ``fetch`` (or ``fetch --check``) and print the summary; see the module docstring for exit codes."""
-    from . import check_source, fetch_source
+    from ..fetch import check_source, fetch_source
 
     if args.check is not None:
         result = check_source(args.source, args.check)
@@ -38,7 +38,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         from ..errors import CxrcurateError
 
         raise CxrcurateError("fetch needs --out DIR (or --check PATH to verify a manual download)")
-    from ..http import HttpConfig
+    from ..fetch.http import HttpConfig
 
     config = HttpConfig(refresh=args.refresh)
     if args.delay is not None:

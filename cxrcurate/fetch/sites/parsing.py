@@ -12,8 +12,8 @@ from typing import Any
 
 from bs4 import BeautifulSoup, Tag
 
-from ..errors import ParseError
-from ..labels import normalize_sex, parse_age
+from ...errors import ParseError
+from ...labels import normalize_sex, parse_age
 
 IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|gif|webp|bmp|tiff?)$", re.IGNORECASE)
 

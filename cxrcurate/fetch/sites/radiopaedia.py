@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ..errors import ParseError
+from ...errors import ParseError
+from ...labels import normalize_sex, normalize_view, parse_age
+from ..base import Case, CaseRef, Image, Scraper, case_id_from, iso_date
 from ..http import HttpClient
-from ..labels import normalize_sex, normalize_view, parse_age
-from .base import Case, CaseRef, Image, Scraper, case_id_from, iso_date
 from .parsing import layout_error, require, soup, text_of, view_from_text
 
 SITE = "Radiopaedia"

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 from bs4 import Tag
 
-from .base import Case, CaseRef, Image, Scraper, case_id_from, iso_date, parse_date
+from ..base import Case, CaseRef, Image, Scraper, case_id_from, iso_date, parse_date
 from .parsing import (
     age_sex_from_text,
     image_url_of,

@@ -166,11 +166,11 @@ def _cases(pred: pd.DataFrame, classes: tuple[str, ...], n: int) -> pd.DataFrame
 
 def attribution_section(run: Any, options: ReportOptions) -> str:
     """Grad-CAM / LIME overlays of the most confident correct and wrong test cases of each class."""
+    from ..audit.attribution import TITLES, AttributionOptions, attribute_dataset
+    from ..audit.lungmasks import LungMasks, input_masks
+    from ..bench.train import device_for
     from ..models import IMAGENET_MEAN, IMAGENET_STD
-    from .attribution import TITLES, AttributionOptions, attribute_dataset
     from .figures import overlay_grid
-    from .lungmasks import LungMasks, input_masks
-    from .train import device_for
 
     k = options.run_index
     cases = _cases(run.predictions(k), run.classes, options.cases)
@@ -256,7 +256,7 @@ def write_report(run_path: str | Path, out: str | Path | None = None, options: R
     Raises:
         CxrcurateError: not a run folder, or its manifest / weights cannot be found.
     """
-    from .runio import RunFolder
+    from ..bench.runio import RunFolder
 
     options = options or ReportOptions()
     started = time.time()

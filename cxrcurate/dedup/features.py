@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .imageio import decode_image, phash64
+from ..imageio import decode_image, phash64
 
 TINY = 16  # side of the thumbnail used for nearest-neighbour candidates
 VERIFY_SIDE = 320  # long side of the picture ORB runs on

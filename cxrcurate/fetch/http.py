@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import __version__
-from .errors import CxrcurateError
+from .. import __version__
+from ..errors import FetchError, HttpStatusError, ResponseTooLarge, RobotsDisallowed
 from .pagecache import Page, PageCache
 from .robots import disallow_all, parse_robots
 
@@ -38,30 +38,6 @@ CONTACT_URL = "https://github.com/cxrcurate/cxrcurate"
 USER_AGENT = f"cxrcurate/{__version__} (+{CONTACT_URL})"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT = (requests.ConnectionError, requests.Timeout)
-
-
-class FetchError(CxrcurateError):
-    """A URL could not be fetched: refused, failed after retries, too large, or not http(s)."""
-
-    def __init__(self, message: str, url: str | None = None) -> None:
-        super().__init__(message)
-        self.url = url
-
-
-class HttpStatusError(FetchError):
-    """The server answered with an error status (after the retries, for 429 and 5xx)."""
-
-    def __init__(self, message: str, url: str, status: int) -> None:
-        super().__init__(message, url)
-        self.status = status
-
-
-class RobotsDisallowed(FetchError):
-    """robots.txt of the site does not allow cxrcurate to fetch this URL."""
-
-
-class ResponseTooLarge(FetchError):
-    """A response is larger than the cap set for it."""
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""Bench commands: ``models``, ``bench`` (train, score, compare), ``pretrain-chexnet``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..bench.run import models_table
+
+    print(models_table().to_string(index=False))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench.run import BenchOptions, compare_table, run_bench, summary_markdown
+    from ..bench.train import TrainConfig
+
+    if args.compare:
+        print(summary_markdown(args.compare) if args.format == "markdown" else compare_table(args.compare).to_string(
+            index=False))
+        return 0
+    if not args.model:
+        raise UsageError("give --model NAME (see `cxrcurate models`) or --compare RUN...")
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr if args.lr == "auto" else float(args.lr), patience=args.patience,
+                        workers=args.workers, seed=args.seed, max_minutes=args.max_minutes)
+    opts = BenchOptions(model=args.model, init=args.init, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
+                        split_policy=args.split_policy, test=args.test, val=args.val, seed=args.seed, runs=args.runs,
+                        size=args.size, max_images=args.max_images, data_root=args.data_root, train=train,
+                        resume=args.resume, cache=args.cache)
+    if args.negatives:
+        opts.negatives = tuple(x.strip() for x in args.negatives.split(","))
+    manifest = args.manifest
+    if args.quick:
+        opts.apply_quick()
+    if manifest is None:
+        if not args.quick:
+            raise UsageError("give --manifest PATH (or --quick to run on the sample shipped with cxrcurate)")
+        from ..build import build_manifest
+        from ..sample import sample_sources
+
+        print("no --manifest: building the shipped sample (30 images; a smoke test, not a benchmark)")
+        manifest = build_manifest(sample_sources(), args.out / "sample-manifest", workers=1, progress=False).manifest
+        if not args.negatives:
+            opts.negatives = ("normal", "pneumonia", "other")
+    run = run_bench(manifest, args.out, opts, progress=not args.quiet)
+    from ..bench.run import is_main
+
+    if is_main():  # under torchrun, rank 0 wrote the run folder and reports it
+        print(f"wrote {run}")
+        print(summary_markdown([run]))
+    return 0
+
+
+def cmd_pretrain_chexnet(args: argparse.Namespace) -> int:
+    from ..bench.chexnet import pretrain_chexnet
+    from ..bench.train import TrainConfig
+
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=float(args.lr), patience=args.patience,
+                      workers=args.workers, seed=args.seed, max_minutes=args.max_minutes)
+    path = pretrain_chexnet(args.manifest, args.out, size=args.size, cfg=cfg, data_root=args.data_root,
+                            max_images=args.max_images, progress=not args.quiet)
+    print(f"wrote {path} and {path.with_suffix('.json').name} (test AUROC per finding); use it with "
+          f"`cxrcurate bench --model cxnet --weights {path}`")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the bench commands to the ``cxrcurate`` subcommands."""
+    mo = subparsers.add_parser("models", help="the COVID-CXNet model ladder and the paper's figures")
+    mo.set_defaults(func=cmd_models)
+
+    be = subparsers.add_parser("bench", help="train and score a ladder model on a manifest (or compare runs)")
+    be.add_argument("--model", help="ladder model (see `cxrcurate models`)")
+    be.add_argument("--manifest", type=Path, help="manifest to use (default with --quick: the shipped sample)")
+    be.add_argument("--out", type=Path, default=Path("runs/latest"), help="run folder (default runs/latest)")
+    be.add_argument("--compare", type=Path, nargs="+", metavar="RUN", help="print these runs side by side")
+    be.add_argument("--format", choices=["text", "markdown"], default="markdown")
+    be.add_argument("--quick", action="store_true", help="small, fast CPU run to see the whole path work")
+    be.add_argument("--init", choices=["random", "imagenet", "chexnet"], help="initialisation (default: the model's)")
+    be.add_argument("--weights", help="checkpoint for --init imagenet/chexnet")
+    be.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that need full unpickling")
+    be.add_argument("--split-policy", choices=["group", "manifest", "per-image"], default="group",
+                    help="group: patient/duplicate-aware (default); per-image: the paper's LEAKY protocol")
+    be.add_argument("--negatives", help="labels of the non-COVID class for binary models (default: normal)")
+    be.add_argument("--test", type=float, default=0.2)
+    be.add_argument("--val", type=float, default=0.1)
+    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--runs", type=int, default=1, help="repeat with seeds seed..seed+runs-1; report mean/std/range")
+    be.add_argument("--size", type=int, help="input side (default: the model's)")
+    be.add_argument("--max-images", type=int, help="cap the task's images (stratified sample)")
+    be.add_argument("--epochs", type=int, default=30)
+    be.add_argument("--batch-size", type=int, default=16)
+    be.add_argument("--lr", default="1e-4", help="learning rate, or auto (LR range test)")
+    be.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
+    be.add_argument("--max-minutes", type=float, help="stop training after this long")
+    be.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    be.add_argument("--data-root", help="folder the manifest paths are relative to (default: recorded)")
+    be.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    be.add_argument("--cache", help="tensor cache folder filled by `cxrcurate preprocess` (read instead of decoding)")
+    be.add_argument("-q", "--quiet", action="store_true")
+    be.set_defaults(func=cmd_bench)
+
+    pc = subparsers.add_parser("pretrain-chexnet",
+                               help="train CheXNet (DenseNet-121, 14 findings) on a ChestX-ray14 manifest")
+    pc.add_argument("--manifest", type=Path, required=True, help="a manifest holding nih-cxr14 rows")
+    pc.add_argument("--out", type=Path, default=Path("runs/chexnet"))
+    pc.add_argument("--size", type=int, default=224)
+    pc.add_argument("--epochs", type=int, default=10)
+    pc.add_argument("--batch-size", type=int, default=16)
+    pc.add_argument("--lr", default="1e-3")
+    pc.add_argument("--patience", type=int, default=2)
+    pc.add_argument("--max-minutes", type=float)
+    pc.add_argument("--max-images", type=int, help="train on a random subset (for a smoke test)")
+    pc.add_argument("--workers", type=int, default=2)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--data-root")
+    pc.add_argument("-q", "--quiet", action="store_true")
+    pc.set_defaults(func=cmd_pretrain_chexnet)

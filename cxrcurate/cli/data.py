@@ -1,0 +1,203 @@
+"""Data commands: ``sources``, ``build-manifest``, ``stats``, ``dedup``, ``split``, ``leakage``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+def _sample_sources() -> list[tuple[str, Path]]:
+    from ..sample import sample_sources
+
+    return sample_sources()
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from ..sources import list_sources
+
+    for name, cls in list_sources().items():
+        print(f"{name:13s} {cls.title}\n{'':13s} {cls.homepage}  [{cls.license}]")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..build import build_manifest, parse_source_spec
+    from ..stats import dropped_summary, label_source_table, render
+
+    specs = [parse_source_spec(s) for s in args.source]
+    if args.sample:
+        specs += _sample_sources()
+    if not specs:
+        raise UsageError("give at least one --source NAME=PATH, or --sample for the data shipped with cxrcurate")
+    views = [v.strip() for v in args.views.split(",")] if args.views else None
+    kwargs = {"views": views} if views else {}
+    result = build_manifest(specs, args.out, data_root=args.data_root, workers=args.workers,
+                            progress=not args.quiet, **kwargs)
+    print(f"wrote {result.manifest} ({result.n_images} images) and {result.dropped} ({result.n_dropped} dropped)")
+    print(f"data root: {result.info['data_root']}")
+    for name, s in result.info["sources"].items():
+        notes = "".join(f"\n    {k}: {v}" for k, v in s.get("notes", {}).items())
+        print(f"  {name}: {s['records']} images, {s['dropped']} dropped{notes}")
+    from ..manifest import read_manifest
+
+    print("\n" + render(label_source_table(read_manifest(result.manifest))))
+    if result.n_dropped:
+        print("\ndropped (every file or row not in the manifest):")
+        print(render(dropped_summary(pd.read_parquet(result.dropped))))
+    if args.dedup:
+        from ..dedup.engine import dedup_manifest
+
+        print()
+        _, dres = dedup_manifest(result.manifest, options=_dedup_options(args), progress=not args.quiet)
+        _print_dedup(dres)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from ..manifest import read_manifest
+    from ..stats import duplicates_table, label_source_table, render
+
+    df = read_manifest(args.manifest)
+    print(render(label_source_table(df), args.format))
+    if df["dup_group"].notna().any():
+        print("\nduplicate groups shared by sources (dedup has run):" if args.format != "json" else "")
+        print(render(duplicates_table(df), args.format))
+    return 0
+
+
+def _dedup_options(args: argparse.Namespace):
+    from ..dedup.engine import DedupOptions
+
+    kwargs = {"radius": args.radius, "knn": args.knn, "label_conflict": args.label_conflict,
+              "workers": getattr(args, "workers", None)}
+    if args.prefer:
+        kwargs["preference"] = tuple(s.strip() for s in args.prefer.split(","))
+    return DedupOptions(**kwargs)
+
+
+def _print_dedup(result) -> None:
+    from ..stats import render
+
+    s = result.summary
+    print(f"{s['images']} images in {s['groups']} groups; {s['groups_with_copies']} pictures have copies; "
+          f"{s['copies_not_kept']} rows not kept; {s['accepted_pairs']} of {s['candidate_pairs']} candidate pairs "
+          f"verified as copies ({s['accepted_by_kind']})")
+    import pandas as pd
+
+    if s["cross_source"]:
+        print("\ngroups holding pictures of both sources:\n" + render(pd.DataFrame(s["cross_source"])))
+    labels = result.conflicts[result.conflicts["field"] == "label"] if len(result.conflicts) else result.conflicts
+    if len(labels):
+        what = "excluded (keep=False)" if s["options"]["label_conflict"] == "exclude" else "kept, NOT resolved"
+        print(f"\nWARNING: {len(labels)} picture(s) carry different labels in different sources; {what}:")
+        print(render(labels[["dup_group", "values", "sources"]]))
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from ..dedup.engine import dedup_manifest
+
+    target, result = dedup_manifest(args.manifest, args.out, args.data_root, _dedup_options(args),
+                                    progress=not args.quiet)
+    print(f"wrote {target} (+ pairs and conflicts tables beside it)")
+    _print_dedup(result)
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..manifest import read_manifest, write_manifest
+    from ..splits import SIDES, leakage_report, make_split
+
+    out = make_split(read_manifest(args.manifest), test=args.test, val=args.val, seed=args.seed,
+                     holdout_source=args.by_source)
+    info = {k: v for k, v in out.attrs["cxrcurate"].items() if k not in ("schema_version", "cxrcurate_version")}
+    dest = write_manifest(out, args.out or args.manifest, info=info)
+    s = info["split"]
+    print(f"wrote {dest}: " + ", ".join(f"{k} {v:,}" for k, v in s["rows"].items())
+          + f" rows; {s['units']:,} units (patients or linked pictures); seed {s['seed']}")
+    for side, method in s["method"].items():
+        print(f"  {side}: {method}")
+    table = pd.crosstab(out["label"], out["split"], margins=True, margins_name="all")
+    print(table.reindex(columns=[c for c in (*SIDES, "all") if c in table.columns]).to_string())
+    report = leakage_report(out)
+    print(report.to_text())
+    return 0 if report.ok else 1
+
+
+def cmd_leakage(args: argparse.Namespace) -> int:
+    import json
+
+    from ..manifest import read_manifest
+    from ..splits import leakage_report
+
+    report = leakage_report(read_manifest(args.manifest), split_column=args.split_column, pairs=args.pairs,
+                            radius=args.radius)
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
+    return 0 if report.ok else 1
+
+
+def _add_dedup_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("deduplication")
+    g.add_argument("--radius", type=int, default=8, help="pHash Hamming radius for candidates (default 8)")
+    g.add_argument("--knn", type=int, default=5, help="nearest thumbnails per image as candidates (default 5)")
+    g.add_argument("--prefer", help="comma-separated source order for the copy to keep (default: originals first)")
+    g.add_argument("--label-conflict", choices=["exclude", "report"], default="exclude",
+                   help="copies whose sources disagree on the label: exclude them all (default) or only report")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the data commands to the ``cxrcurate`` subcommands."""
+    s = subparsers.add_parser("sources", help="list the source loaders")
+    s.set_defaults(func=cmd_sources)
+
+    b = subparsers.add_parser("build-manifest",
+                              help="build manifest.parquet + manifest.dropped.parquet from source folders")
+    b.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                   help="a source folder laid out as published (repeatable); see `cxrcurate sources`")
+    b.add_argument("--sample", action="store_true", help="add the small real sample shipped inside cxrcurate")
+    b.add_argument("--out", required=True, type=Path, help="output folder")
+    b.add_argument("--views", help="comma-separated views to keep (default: PA,AP,AP_supine,unknown)")
+    b.add_argument("--data-root", type=Path, help="make manifest paths relative to this folder")
+    b.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--dedup", action="store_true", help="also find duplicates (as `cxrcurate dedup`)")
+    _add_dedup_args(b)
+    b.set_defaults(func=cmd_build)
+
+    d = subparsers.add_parser("dedup", help="fill dup_group/keep; write the pairs (with evidence) and conflicts tables")
+    d.add_argument("manifest", type=Path)
+    d.add_argument("--out", type=Path, help="write the deduplicated manifest here (default: in place)")
+    d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    d.add_argument("--workers", type=int, help="processes (default: all cores)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_dedup_args(d)
+    d.set_defaults(func=cmd_dedup)
+
+    st = subparsers.add_parser("stats", help="label x source table of a manifest")
+    st.add_argument("manifest", type=Path)
+    st.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    st.set_defaults(func=cmd_stats)
+
+    sp = subparsers.add_parser("split", help="patient-level train/val/test split that no patient or picture crosses")
+    sp.add_argument("manifest", type=Path)
+    sp.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2; ignored with --by-source)")
+    sp.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    sp.add_argument("--by-source", metavar="SOURCE",
+                    help="leave-one-source-out: every row of SOURCE (and every patient or picture it shares) is test")
+    sp.add_argument("--out", type=Path, help="write here (default: rewrite MANIFEST in place, atomically)")
+    sp.set_defaults(func=cmd_split)
+
+    lk = subparsers.add_parser("leakage", help="check a split for patients, copies and near copies on two sides")
+    lk.add_argument("manifest", type=Path)
+    lk.add_argument("--split-column", default="split", help="column holding train/val/test (default: split)")
+    lk.add_argument("--pairs", type=Path, metavar="PAIRS.parquet",
+                    help="dedup's pairs table; without it near copies are phash pairs within --radius")
+    lk.add_argument("--radius", type=int, default=4, help="phash Hamming radius without --pairs (default 4)")
+    lk.add_argument("--format", choices=["text", "json"], default="text")
+    lk.set_defaults(func=cmd_leakage)

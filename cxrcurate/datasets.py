@@ -1,0 +1,213 @@
+"""The one dataset family: a PyTorch ``ManifestDataset`` (what ``cxrcurate bench`` itself trains on) and the
+Hugging Face export ``to_hf_dataset``, both selecting rows the same way (``manifest.select_rows``).
+
+``import cxrcurate.datasets`` stays light: torch and ``datasets`` are imported when an item is read or an export
+is made.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CxrcurateError
+from .manifest import load_frame, resolve_data_root, select_rows
+
+DEFAULT_CLASSES = ("normal", "covid19", "pneumonia")
+
+
+class ManifestDataset:
+    """Manifest rows as float tensors ``(C, H, W)``: ``(image, target, image_id)`` per item.
+
+    Without ``preprocess`` an item is the decoded 8-bit grayscale image ``(1, H, W)`` in ``[0, 1]``. With a
+    ``PreprocessConfig`` it is the rendered model input ``(C, size, size)`` (lung crop, histogram match,
+    original/CLAHE/BEASF channels, as ``cxrcurate show`` draws it), read from the tensor cache when ``cache``
+    holds an entry for the row's pixels (``cxrcurate preprocess``) and rendered on the fly otherwise. Then, in
+    this order: ``augment(image, index)`` (seeded per sample, e.g. ``preprocess.augment.PaperAugment``),
+    ``normalize=(mean, std)`` per channel, ``transform(image)``.
+
+    Args:
+        manifest: a manifest path or DataFrame.
+        data_root: folder the paths are relative to (default: recorded in the manifest; not needed when every
+            row is served from the cache with ``require_cache``).
+        classes: labels to keep, in class-index order (the target is the index of the row's label).
+        split: keep only this split (``train``/``val``/``test``).
+        keep_only: keep only ``keep == True`` rows (one per duplicate group) when dedup has run.
+        preprocess: the ``PreprocessConfig`` of the model input, or None for the plain decoded image.
+        cache: a tensor cache folder (``build_cache``) for ``preprocess``.
+        require_cache: raise when a row has no cache entry instead of rendering it.
+        mmap: memory-map cache entries instead of reading them.
+        augment, normalize, transform: see above.
+
+    Raises:
+        CxrcurateError: unknown classes, no rows left, the data root is missing, or (``require_cache``) entries
+            are missing from the cache.
+    """
+
+    def __init__(self, manifest: Any, data_root: str | os.PathLike | None = None,
+                 classes: Sequence[str] = DEFAULT_CLASSES, split: str | None = None, keep_only: bool = False, *,
+                 preprocess: Any = None, cache: str | os.PathLike | None = None, require_cache: bool = False,
+                 mmap: bool = False, augment: Callable | None = None,
+                 normalize: tuple[Sequence[float], Sequence[float]] | None = None,
+                 transform: Callable | None = None) -> None:
+        df = load_frame(manifest)
+        rows = select_rows(df, classes, split, keep_only)
+        try:
+            root: Path | None = resolve_data_root(df, data_root)
+        except CxrcurateError:
+            if not require_cache:
+                raise
+            root = None
+        targets = np.array([list(classes).index(lab) for lab in rows["label"]], dtype=int)
+        where = manifest if isinstance(manifest, str | os.PathLike) else "MANIFEST"
+        self._setup(rows, root, classes, targets, preprocess, cache, require_cache, mmap, augment, normalize,
+                    transform, where)
+
+    @classmethod
+    def from_rows(cls, rows: Any, root: str | os.PathLike | None, classes: Sequence[str],
+                  targets: Sequence[int] | None = None, **options: Any) -> ManifestDataset:
+        """A dataset over rows already selected (the bench's task rows), targets from ``targets`` or the rows'
+        ``target`` column; ``options`` are the constructor's keyword options."""
+        self = cls.__new__(cls)
+        t = np.asarray(rows["target"] if targets is None else targets, dtype=int)
+        self._setup(rows, Path(root) if root is not None else None, classes, t, options.pop("preprocess", None),
+                    options.pop("cache", None), options.pop("require_cache", False), options.pop("mmap", False),
+                    options.pop("augment", None), options.pop("normalize", None), options.pop("transform", None),
+                    "MANIFEST")
+        if options:
+            raise TypeError(f"unknown option(s) {sorted(options)}")
+        return self
+
+    def _setup(self, rows: Any, root: Path | None, classes: Sequence[str], targets: np.ndarray, preprocess: Any,
+               cache: Any, require_cache: bool, mmap: bool, augment: Callable | None,
+               normalize: tuple[Sequence[float], Sequence[float]] | None, transform: Callable | None,
+               where: str) -> None:
+        self.frame = rows.reset_index(drop=True)
+        self.root = root
+        self.classes = tuple(classes)
+        self.targets = targets
+        self.image_ids = list(self.frame["image_id"])
+        self.paths = [root / p for p in self.frame["path"]] if root is not None else [None] * len(self.frame)
+        self.preprocess, self.augment, self.transform, self.mmap = preprocess, augment, transform, mmap
+        self.mean = self.std = None
+        if normalize is not None:
+            self.mean = np.array(normalize[0], np.float32)[:, None, None]
+            self.std = np.array(normalize[1], np.float32)[:, None, None]
+        self.cache_folder: Path | None = None
+        self.cached: list[Path | None] = [None] * len(self.frame)
+        if cache is not None:
+            if preprocess is None:
+                raise CxrcurateError("a tensor cache holds preprocessed inputs: pass preprocess= (the "
+                                     "PreprocessConfig the cache was built with) together with cache=")
+            from .preprocess.cache import cache_folder, entry_path
+
+            self.cache_folder = cache_folder(cache, preprocess)
+            self.cached = [e if (e := entry_path(self.cache_folder, sha)).exists() else None
+                           for sha in self.frame["pixel_sha256"]]
+        missing = [iid for iid, e in zip(self.image_ids, self.cached, strict=True) if e is None]
+        if require_cache and missing:
+            size = getattr(preprocess, "size", "SIZE")
+            raise CxrcurateError(f"{len(missing)} of {len(self.frame)} image(s) are not in the cache "
+                                 f"{self.cache_folder} (e.g. {missing[0]}); run `cxrcurate preprocess {where} "
+                                 f"--cache {cache} --size {size}` with the same options first")
+        if missing and root is None:
+            raise CxrcurateError("no data root: pass data_root= (the folder manifest paths are relative to)")
+        self._pre: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers build their own preprocessor (lung model)
+        state = dict(self.__dict__)
+        state["_pre"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def labels(self) -> list[int]:
+        """Class index per item (as ``targets``)."""
+        return self.targets.tolist()
+
+    def record(self, index: int) -> dict[str, Any]:
+        """The manifest row of item ``index``."""
+        return self.frame.iloc[index].to_dict()
+
+    def pixels(self, index: int) -> np.ndarray:
+        """Item ``index`` before augmentation: ``(C, H, W)`` uint8 (cache entry, rendered input or decoded image)."""
+        entry = self.cached[index]
+        if entry is not None:
+            array = np.load(entry, mmap_mode="r" if self.mmap else None)
+            return np.array(array, copy=True) if self.mmap else array
+        from .imageio import decode_image
+
+        pixels = decode_image(self.paths[index]).pixels
+        if self.preprocess is None:
+            return pixels[None]
+        if self._pre is None:
+            from .preprocess.pipeline import Preprocessor
+
+            self._pre = Preprocessor(self.preprocess)
+        return self._pre(pixels)[0]
+
+    def __getitem__(self, index: int) -> tuple[Any, int, str]:
+        import torch
+
+        array = np.ascontiguousarray(self.pixels(index))
+        if not array.flags.writeable:
+            array = array.copy()
+        x = torch.from_numpy(array).float().div_(255.0)
+        if self.augment is not None:
+            x = self.augment(x, index)
+        if self.mean is not None:
+            x = torch.from_numpy((x.numpy() - self.mean) / self.std)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.targets[index]), self.image_ids[index]
+
+    @staticmethod
+    def collate(batch: list[tuple[Any, int, str]]) -> tuple[Any, Any, list[str]]:
+        """``DataLoader`` collate: stacked images (same size: give ``preprocess`` or a resizing ``transform``),
+        target tensor, image ids."""
+        import torch
+
+        images, targets, ids = zip(*batch, strict=True)
+        return torch.stack(images), torch.tensor(targets), list(ids)
+
+
+def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, keep_only: bool = False,
+                  classes: Sequence[str] | None = None, split: str | None = None):
+    """A ``datasets.Dataset`` with every manifest column plus ``image`` (``datasets.Image``, decoded lazily).
+
+    Args:
+        manifest: a manifest path or DataFrame (from ``read_manifest``).
+        data_root: folder the manifest's paths are relative to (default: recorded in the manifest).
+        keep_only: keep only rows with ``keep == True`` (one per duplicate group) when dedup has run.
+        classes: keep only rows with these labels (default: every row), as ``ManifestDataset``.
+        split: keep only this split.
+
+    Raises:
+        CxrcurateError: the data root is unknown or missing, an image file is missing, or no row is selected.
+    """
+    import datasets
+
+    df = load_frame(manifest)
+    root = resolve_data_root(df, data_root)
+    if classes is not None:
+        df = select_rows(df, classes, split, keep_only)
+    else:
+        if split is not None:
+            df = df[df["split"] == split]
+        if keep_only:
+            df = df[df["keep"].fillna(True).astype(bool)]
+    paths = [str(root / p) for p in df["path"]]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise CxrcurateError(f"{len(missing)} image file(s) missing under {root}, e.g. {missing[0]}")
+    df = df.reset_index(drop=True).copy()
+    df["phash"] = df["phash"].astype("uint64")
+    ds = datasets.Dataset.from_pandas(df, preserve_index=False)
+    ds = ds.add_column("image", paths)
+    return ds.cast_column("image", datasets.Image())
