@@ -1,7 +1,10 @@
 """Patient-level train/val/test splits that no patient or picture crosses, and a leakage check for any split.
 
 A unit (what must stay on one side) is a connected component of rows sharing a patient id (aliases included), a
-dup group or a pixel/file hash. ``make_split`` assigns whole units; ``leakage_report`` checks a split made anywhere.
+dup group, a pixel/file hash or an accepted duplicate pair of dedup's pairs table. Units are computed on the FULL
+manifest and only then restricted to the rows a task uses (``make_split(rows, universe=full)``): a link that runs
+through a row the task drops (a copy not kept, a label outside the task, a row cut by a cap) still binds.
+``make_split`` assigns whole units; ``leakage_report`` checks a split made anywhere.
 """
 
 from __future__ import annotations
@@ -49,7 +52,23 @@ def _row_keys(df: pd.DataFrame, columns: Iterable[str], patients: bool) -> Itera
         yield from ((i, ("patient", a)) for i, e in enumerate(df["extra"]) for a in _aliases(e))
 
 
-def _components(df: pd.DataFrame, columns: Iterable[str] = _LINK_COLUMNS, patients: bool = True) -> np.ndarray:
+def _pair_keys(df: pd.DataFrame, pairs: pd.DataFrame | None) -> Iterable[tuple[int, tuple[str, str]]]:
+    """(row position, link key) linking both rows of every accepted pair (pairs naming absent images are skipped)."""
+    if pairs is None or not len(pairs):
+        return
+    missing = {"image_a", "image_b", "accepted"} - set(pairs.columns)
+    if missing:
+        raise CxrcurateError(f"the pairs table lacks column(s) {sorted(missing)}; is it the one dedup wrote?")
+    pos = {iid: i for i, iid in enumerate(df["image_id"].astype(str))}
+    acc = pairs[pairs["accepted"].astype("boolean").fillna(False).to_numpy(bool)]
+    for k, (a, b) in enumerate(zip(acc["image_a"].astype(str), acc["image_b"].astype(str), strict=True)):
+        if a in pos and b in pos:
+            yield pos[a], ("pair", str(k))
+            yield pos[b], ("pair", str(k))
+
+
+def _components(df: pd.DataFrame, columns: Iterable[str] = _LINK_COLUMNS, patients: bool = True,
+                pairs: pd.DataFrame | None = None) -> np.ndarray:
     """Root row position of every row's connected component over the given links (union-find)."""
     parent = list(range(len(df)))
 
@@ -60,22 +79,26 @@ def _components(df: pd.DataFrame, columns: Iterable[str] = _LINK_COLUMNS, patien
         return i
 
     first: dict[tuple[str, str], int] = {}
-    for i, key in _row_keys(df, columns, patients):
+    from itertools import chain
+
+    for i, key in chain(_row_keys(df, columns, patients), _pair_keys(df, pairs)):
         ra, rb = find(first.setdefault(key, i)), find(i)
         parent[max(ra, rb)] = min(ra, rb)
     return np.array([find(i) for i in range(len(df))], dtype=np.int64)
 
 
-def split_groups(df: pd.DataFrame) -> pd.Series:
+def split_groups(df: pd.DataFrame, pairs: pd.DataFrame | str | os.PathLike | None = None) -> pd.Series:
     """The unit that must not cross splits, one string id per row.
 
     Rows are linked when they share a ``patient_id`` (an ``alias_patient_ids`` entry of ``extra`` counts as the
-    row's patient too), a ``dup_group``, a ``pixel_sha256`` or a ``file_sha256`` (so it works before dedup);
-    a unit is a connected component. Nulls never link: an unknown patient with no link is a unit of its own. The
-    id is ``unit:`` + the smallest ``image_id`` of the unit, so it does not depend on the row order.
+    row's patient too), a ``dup_group``, a ``pixel_sha256`` or a ``file_sha256`` (so it works before dedup), or
+    form an accepted pair of ``pairs``; a unit is a connected component. Nulls never link: an unknown patient with
+    no link is a unit of its own. The id is ``unit:`` + the smallest ``image_id`` of the unit, so it does not
+    depend on the row order. Give the FULL manifest: a link through a row left out is lost.
 
     Args:
         df: manifest rows (``image_id`` required; link columns that are absent are skipped).
+        pairs: dedup's pairs table (DataFrame or Parquet path); its accepted pairs link too.
 
     Returns:
         A string Series aligned with ``df.index``.
@@ -85,7 +108,8 @@ def split_groups(df: pd.DataFrame) -> pd.Series:
     """
     if "image_id" not in df.columns:
         raise CxrcurateError("split_groups needs an 'image_id' column; is this a cxrcurate manifest?")
-    roots = _components(df)
+    pairs = pd.read_parquet(pairs) if pairs is not None and not isinstance(pairs, pd.DataFrame) else pairs
+    roots = _components(df, pairs=pairs)
     first_id = pd.Series(df["image_id"].astype(str).to_numpy()).groupby(roots).transform("min")
     return pd.Series(("unit:" + first_id).to_numpy(), index=df.index, name="unit", dtype=object)
 
@@ -135,7 +159,8 @@ def _pick(units: np.ndarray, rows: np.ndarray, y: np.ndarray | None, frac: float
 
 
 def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int = 0, stratify: str | None = "label",
-               holdout_source: str | None = None) -> pd.DataFrame:
+               holdout_source: str | None = None, universe: pd.DataFrame | None = None,
+               pairs: pd.DataFrame | str | os.PathLike | None = None) -> pd.DataFrame:
     """A copy of ``df`` with ``split`` set to train, val or test for every row, whole units at a time.
 
     Units come from ``split_groups``. Test is ``k`` of ``n`` folds of scikit-learn's ``StratifiedGroupKFold``
@@ -149,6 +174,10 @@ def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int 
     ignored and ``val`` is a fraction of the rest. Rows of other sources pulled into test by a shared unit are
     counted in ``attrs["cxrcurate"]["split"]["pulled_into_test"]`` (and logged), beside the method and counts.
 
+    With ``universe`` (the full manifest ``df`` was selected from, sharing its index labels) units are computed on
+    the universe and restricted to ``df``, and the holdout source's units are those holding a universe row of it:
+    a task that uses some rows of a manifest splits them without losing links through the rows it left out.
+
     Args:
         df: manifest rows, e.g. from ``read_manifest``.
         test: fraction for test, in (0, 1).
@@ -156,6 +185,8 @@ def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int 
         seed: seed of the draw (a non-negative int).
         stratify: column to stratify by, or None.
         holdout_source: a source whose rows (and their units) form the test side.
+        universe: the full manifest ``df`` is a subset of (same index labels), for the units.
+        pairs: dedup's pairs table; its accepted pairs link rows too.
 
     Returns:
         A copy of ``df`` (same index and row order) with the ``split`` column filled.
@@ -177,18 +208,30 @@ def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int 
     if stratify is not None and stratify not in df.columns:
         raise CxrcurateError(f"cannot stratify by {stratify!r}: no such column (use stratify=None to switch it off)")
     rng = np.random.RandomState(seed)
-    units = split_groups(df).to_numpy()
+    if universe is not None:
+        if not df.index.isin(universe.index).all() or universe.index.has_duplicates:
+            raise CxrcurateError("universe must be the manifest the rows were selected from (unique index labels "
+                                 "holding every row's label)")
+        all_units = split_groups(universe, pairs)
+        units = all_units.loc[df.index].to_numpy()
+    else:
+        all_units = split_groups(df, pairs)
+        units = all_units.to_numpy()
     keep = df["keep"].astype("boolean").fillna(True).to_numpy(bool) if "keep" in df.columns else np.ones(len(df), bool)
     drawable = keep | ~_isin(units, units[keep])  # a unit whose rows are all copies still takes part
     y = df[stratify].astype(str).to_numpy() if stratify is not None else None
     info: dict[str, Any] = {"seed": int(seed), "test": test, "val": val, "stratify": stratify,
                             "holdout_source": holdout_source, "units": len(set(units)), "method": {}}
+    if universe is not None:
+        info["universe_rows"] = int(len(universe))
     if holdout_source is not None:
-        in_source = df.get("source", pd.Series(index=df.index, dtype=object)).eq(holdout_source).to_numpy(bool)
-        if not in_source.any():
-            known = sorted(set(df["source"].dropna())) if "source" in df.columns else []
+        whole = universe if universe is not None else df
+        of_source = whole.get("source", pd.Series(index=whole.index, dtype=object)).eq(holdout_source)
+        if not of_source.any():
+            known = sorted(set(whole["source"].dropna())) if "source" in whole.columns else []
             raise CxrcurateError(f"holdout source {holdout_source!r} has no rows; sources here: {known}")
-        in_test = _isin(units, units[in_source])
+        in_source = df.get("source", pd.Series(index=df.index, dtype=object)).eq(holdout_source).to_numpy(bool)
+        in_test = _isin(units, all_units[of_source])
         pulled = in_test & ~in_source
         by_source = df.loc[pulled, "source"].value_counts().to_dict()
         info.update(test=None, pulled_into_test=int(pulled.sum()), pulled_into_test_by_source=by_source,
@@ -376,5 +419,5 @@ def leakage_report(df: pd.DataFrame, split_column: str = "split", pairs: pd.Data
         findings[col] = _group_finding(col, f"{what} on more than one side", keys, side, ids, order)
     findings["near_duplicate"] = _near_finding(df, side, pairs, radius, order, pair_keys, notes)
     findings["unit"] = _group_finding("unit", "linked units (patient, alias, dup group, hash) on more than one side",
-                                      split_groups(df), side, ids, order)
+                                      split_groups(df, pairs), side, ids, order)
     return LeakageReport(split_column, len(df), {s: int((side == s).sum()) for s in order}, findings, notes)

@@ -29,7 +29,8 @@ def test_ladder_model_trains_and_scores(model, toy_manifest, tmp_path):
     first = m["runs"][0]
     assert first["n"] == len(pd.read_parquet(run / "run-0/predictions.parquet"))
     assert 0 <= first["accuracy"] <= 1 and len(first["confusion_matrix"]) == len(m["classes"])
-    assert set(first["ci95"]) == {"accuracy", "covid_f1", "roc_auc"}
+    assert set(first["ci95"]) == {"accuracy", "balanced_accuracy", "covid_f1", "roc_auc"}
+    assert first["ci_unit"] == "unit" and 0 < first["n_units"] <= first["n"]
     for name in ("config.json", "summary.md", "run-0/history.csv", "run-0/split.parquet"):
         assert (run / name).exists(), name
     weights = list((run / "run-0").glob("*.safetensors"))

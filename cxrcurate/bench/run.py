@@ -41,11 +41,13 @@ class BenchOptions:
     size: int | None = None
     max_images: int | None = None
     augment: bool = True
+    augment_strength: float = 1.0
     n_boot: int = 1000
     quick: bool = False
     resume: bool = False
     cache: str | None = None
     data_root: str | None = None
+    holdout_source: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def apply_quick(self) -> None:
@@ -61,11 +63,13 @@ class BenchOptions:
 
 
 def preprocess_config(spec: ModelSpec, size: int):
-    """The preprocessing a rung's input needs: original/CLAHE/BEASF or the original thrice; lungs or not."""
-    from ..preprocess.config import CHANNELS, SHIPPED_LUNGS, PreprocessConfig
+    """The preprocessing a rung's input needs: original/CLAHE/BEASF or the original thrice; lungs or not; histogram
+    matching to the shipped reference for the multiclass rungs (the paper's step)."""
+    from ..preprocess.config import CHANNELS, HISTOGRAM_REFERENCE, SHIPPED_LUNGS, PreprocessConfig
 
     channels = CHANNELS if spec.channels == "enhanced" else ("original",) * 3
-    return PreprocessConfig(size=size, channels=channels, lungs=SHIPPED_LUNGS if spec.lungs else None)
+    return PreprocessConfig(size=size, channels=channels, lungs=SHIPPED_LUNGS if spec.lungs else None,
+                            histogram_reference=HISTOGRAM_REFERENCE if spec.match_histogram else None)
 
 
 def is_main() -> bool:
@@ -80,10 +84,10 @@ def datasets_for(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions
     """The train/val/test ``ManifestDataset`` of a run: rendered as the rung needs, read from the cache when it
     holds the entry, train augmented (unless ``--no-augment``), ImageNet-normalised."""
     from ..datasets import ManifestDataset
-    from ..preprocess.augment import PaperAugment
+    from ..preprocess.augment import AugmentConfig, PaperAugment
 
     config = preprocess_config(spec, opts.size or spec.input_size)
-    aug = PaperAugment(seed=opts.seed) if opts.augment else None
+    aug = PaperAugment(AugmentConfig.scaled(opts.augment_strength), seed=opts.seed) if opts.augment else None
 
     def make(part: str, augment):
         return ManifestDataset.from_rows(task.part(part), root, task.classes, preprocess=config, cache=opts.cache,
@@ -110,26 +114,31 @@ def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOption
 
 
 def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, seed: int, out: Path, device,
-             progress: bool) -> dict[str, Any]:
+             progress: bool, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
     from ..models.ladder import save_weights
     from .train import predict, seed_everything
 
     seed_everything(seed)
     out.mkdir(parents=True, exist_ok=True)
-    task = prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, seed, opts.max_images)
+    task = prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, seed, opts.max_images,
+                   holdout_source=opts.holdout_source, pairs=pairs)
     cfg = opts.train
+    decided = None
     if spec.hierarchical:
-        proba, ids, history = _hierarchical(df, task, root, spec, opts, seed, out, device, progress)
+        proba, decided, ids, history, val = _hierarchical(df, task, root, spec, opts, seed, out, device, progress)
     else:
         model, history = _train_binary(spec, task, root, opts, out, device, progress)
-        _, _, test_ds = datasets_for(task, root, spec, opts)
+        _, val_ds, test_ds = datasets_for(task, root, spec, opts)
         proba, ids = predict(model, test_ds, cfg, device)
+        val = (*predict(model, val_ds, cfg, device), None) if not spec.zero_shot else None
         if is_main():
             save_weights(model, out / "weights.safetensors", {"model": spec.name, "classes": json.dumps(task.classes)})
     test = task.part("test").set_index("image_id").loc[ids].reset_index()
     if not is_main():
-        return score(test["target"].to_numpy(), proba, task.classes, n_boot=0, seed=seed)  # rank 0 writes
-    metrics = score(test["target"].to_numpy(), proba, task.classes, n_boot=opts.n_boot, seed=seed)
+        return score(test["target"].to_numpy(), proba, task.classes, n_boot=0, seed=seed, pred=decided)
+    metrics = score(test["target"].to_numpy(), proba, task.classes, n_boot=opts.n_boot, seed=seed,
+                    groups=test["unit"].to_numpy(), pred=decided)
+    metrics.update(_learned(val, task, seed))
     metrics.update({"seed": seed, "split_policy": task.split_policy, "notes": task.notes,
                     "rows": task.frame["split"].value_counts().to_dict(),
                     "class_counts": {s: task.part(s)["target"].value_counts().sort_index().tolist()
@@ -138,16 +147,58 @@ def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, 
                          "source": test["source"], "pediatric": test["pediatric"], "seed": seed})
     for i, c in enumerate(task.classes):
         pred[f"p_{c}"] = proba[:, i]
+    pred["pred"] = proba.argmax(axis=1) if decided is None else decided
+    if decided is not None:  # the cascade: stage 1 decides normal, stage 2 the rest
+        pred["decided_by"] = np.where(decided == task.classes.index("normal"), 1, 2)
     pred.to_parquet(out / "predictions.parquet", index=False)
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
-    task.frame[["image_id", "source", "label", "target", "split", "patient_id", "dup_group"]].to_parquet(
+    task.frame[["image_id", "source", "label", "target", "split", "patient_id", "dup_group", "unit"]].to_parquet(
         out / "split.parquet", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
 
+def _learned(val: tuple | None, task: TaskData, seed: int) -> dict[str, Any]:
+    """Validation ROC AUC of the trained model with its unit-bootstrap CI; ``never_left_chance`` when the CI
+    includes 0.5 (the model did not learn the task, whatever the test figures say)."""
+    if val is None:
+        return {}
+    proba, ids, decided = val
+    rows = task.part("val").set_index("image_id").loc[ids]
+    res = score(rows["target"].to_numpy(), proba, task.classes, n_boot=200, seed=seed, groups=rows["unit"].to_numpy(),
+                pred=decided)
+    ci = res["ci95"]["roc_auc"]
+    chance = bool(np.isfinite(ci).all() and ci[0] <= 0.5) or not np.isfinite(res["roc_auc"])
+    if chance:
+        log.warning("seed %d: validation ROC AUC %.3f, 95%% CI %s includes chance: the model did not learn the task",
+                    seed, res["roc_auc"], [round(c, 3) for c in ci])
+    return {"val_roc_auc": res["roc_auc"], "val_ci95_roc_auc": ci, "never_left_chance": chance}
+
+
+def cascade(p1: np.ndarray, p2: np.ndarray, order: tuple[int, int, int], threshold: float = 0.5
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's hierarchical decision, as a hard cascade: stage 1 says normal (p(pneumonia) < ``threshold``)
+    or pneumonia; only then stage 2 says COVID-19 (p >= ``threshold``) or other pneumonia.
+
+    Args:
+        p1, p2: ``(n, 2)`` probabilities of stage 1 (normal, pneumonia) and stage 2 (other pneumonia, COVID-19),
+            stage 2 evaluated on every image.
+        order: class indices of normal, pneumonia, covid19.
+
+    Returns:
+        ``(proba, pred)``: soft products ``[1-p1, p1(1-p2), p1 p2]`` (scores for ROC AUC) and the cascade's class.
+    """
+    normal, pneu, covid = order
+    proba = np.zeros((len(p1), 3))
+    proba[:, normal] = p1[:, 0]
+    proba[:, pneu] = p1[:, 1] * p2[:, 0]
+    proba[:, covid] = p1[:, 1] * p2[:, 1]
+    pred = np.where(p1[:, 1] < threshold, normal, np.where(p2[:, 1] >= threshold, covid, pneu))
+    return proba, pred
+
+
 def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
-    """Stage 1 normal vs pneumonia (any); stage 2 COVID-19 vs other pneumonia on pneumonia rows; combined."""
+    """Stage 1 normal vs pneumonia (any); stage 2 COVID-19 vs other pneumonia on pneumonia rows; a hard cascade."""
     from dataclasses import replace
 
     from ..models.ladder import save_weights
@@ -165,15 +216,16 @@ def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
     _, _, test_ds = datasets_for(task, root, spec, opts)
     p1, ids = predict(m1, test_ds, opts.train, device)
     p2, _ = predict(m2, test_ds, opts.train, device)
-    proba = np.zeros((len(ids), 3))
-    proba[:, normal] = p1[:, 0]
-    proba[:, pneu] = p1[:, 1] * p2[:, 0]
-    proba[:, covid] = p1[:, 1] * p2[:, 1]
+    proba, decided = cascade(p1, p2, (normal, pneu, covid))
+    _, val_ds, _ = datasets_for(task, root, spec, opts)
+    v1, val_ids = predict(m1, val_ds, opts.train, device)
+    v2, _ = predict(m2, val_ds, opts.train, device)
+    val_proba, val_decided = cascade(v1, v2, (normal, pneu, covid))
     if is_main():
         save_weights(m1, out / "stage1.safetensors", {"model": spec.name, "stage": "1"})
         save_weights(m2, out / "stage2.safetensors", {"model": spec.name, "stage": "2"})
     history = [{**h, "stage": 1} for h in h1] + [{**h, "stage": 2} for h in h2]
-    return proba, ids, history
+    return proba, decided, ids, history, (val_proba, val_ids, val_decided)
 
 
 def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progress: bool = True) -> Path:
@@ -190,8 +242,11 @@ def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progres
     spec = get_spec(opts.model)
     if spec.hierarchical or len(spec.classes) == 3:
         opts.negatives = ("normal", "pneumonia")
+    from ..dedup import read_pairs
+
     df = read_manifest(manifest)
     root = resolve_data_root(df, opts.data_root)
+    pairs = read_pairs(manifest)
     rank, world, local = distributed()
     device = device_for(local)
     out = Path(out)
@@ -200,9 +255,12 @@ def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progres
     results = []
     for k in range(opts.runs):
         seed = opts.seed + k
-        results.append(_one_run(df, root, spec, opts, seed, out / f"run-{k}", device, progress))
+        results.append(_one_run(df, root, spec, opts, seed, out / f"run-{k}", device, progress, pairs))
     summary = {"model": spec.name, "description": spec.description, "classes": list(spec.classes),
                "split_policy": opts.split_policy, "leaky": opts.split_policy == "per-image",
+               "variant": ("backbone frozen but its last block" if spec.trainable == "last_block" else
+                           "full fine-tune" if spec.init != "random" and not spec.zero_shot else "")
+               + ("; histograms matched to a reference" if spec.match_histogram else ""),
                "aggregate": aggregate(results), "runs": results, "paper": spec.paper,
                "seconds": round(time.time() - started, 1)}
     if rank == 0:
@@ -215,6 +273,13 @@ def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progres
         (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
         (out / "summary.md").write_text(summary_markdown([out]))
     return out
+
+
+def _at_chance(run: dict[str, Any]) -> bool:
+    """The run's test AUC CI includes 0.5, or training flagged that validation never left chance."""
+    ci = run.get("ci95", {}).get("roc_auc")
+    by_ci = bool(ci) and all(np.isfinite(ci)) and ci[0] <= 0.5 <= ci[1]
+    return by_ci or bool(run.get("never_left_chance"))
 
 
 def _fmt(value: float, ci: list[float] | None = None) -> str:
@@ -241,14 +306,22 @@ def compare_table(runs: list[Path]) -> pd.DataFrame:
         init += " (quick)" if options.get("quick") else ""
         agg, first = m["aggregate"], m["runs"][0]
         n_runs = agg["accuracy"]["runs"]
+
+        def cell(key: str, agg=agg, first=first, n_runs=n_runs) -> str:
+            a = agg.get(key, {})
+            text = _fmt(a.get("mean"), first.get("ci95", {}).get(key) if n_runs == 1 else None)
+            return text + (f" ±{a['std']:.3f}" if n_runs > 1 and np.isfinite(a.get("std", np.nan)) else "")
+
+        chance = [r for r in m["runs"] if _at_chance(r)]
         rows.append({
-            "run": Path(run).name, "model": m["model"], "init": init,
+            "run": Path(run).name, "model": m["model"],
+            "init": init + (f" ({m['variant']})" if m.get("variant") else ""),
             "split": m["split_policy"] + (" (LEAKY)" if m.get("leaky") else ""),
-            "test n": first["n"], "seeds": n_runs,
-            "accuracy": _fmt(agg["accuracy"]["mean"], first["ci95"]["accuracy"] if n_runs == 1 else None)
-            + (f" ±{agg['accuracy']['std']:.3f}" if n_runs > 1 else ""),
-            "COVID F1": _fmt(agg["covid_f1"]["mean"], first["ci95"]["covid_f1"] if n_runs == 1 else None),
-            "ROC AUC": _fmt(agg["roc_auc"]["mean"], first["ci95"]["roc_auc"] if n_runs == 1 else None),
+            "test n": first["n"], "units": first.get("n_units", "-"), "seeds": n_runs,
+            "ROC AUC": cell("roc_auc"), "balanced acc": cell("balanced_accuracy"), "accuracy": cell("accuracy"),
+            "majority baseline": _fmt(first.get("majority_baseline", {}).get("accuracy")),
+            "COVID F1": cell("covid_f1"),
+            "at chance": f"{len(chance)}/{n_runs}" if chance else "no",
             "paper accuracy": _fmt(m["paper"].get("accuracy")), "paper COVID F1": _fmt(m["paper"].get("covid_f1")),
         })
     return pd.DataFrame(rows)
@@ -259,11 +332,17 @@ def summary_markdown(runs: list[Path]) -> str:
     table = compare_table(runs)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    notes = ["", "Brackets: bootstrap 95% CI over test images (one seed); ± is the std over seeds.",
+    notes = ["", "Brackets: bootstrap 95% CI resampling the test set's units (patients / linked pictures; one seed); "
+             "± is the sample std (ddof=1) over seeds. Read ROC AUC and balanced accuracy: accuracy is only "
+             "meaningful against the majority baseline (predicting the largest class for every image).",
              "Paper figures: Haghanifar et al. 2020, Table 6, on their data and a per-image split; not comparable "
              "with a patient- and duplicate-aware split of other data."]
     if any("LEAKY" in s for s in table["split"]):
         notes.append(f"LEAKY rows: {LEAKY}.")
+    if any(v != "no" for v in table["at chance"]):
+        notes.append("WARNING 'at chance': in those seeds the test ROC AUC's 95% CI includes 0.5, or validation never "
+                     "left chance during training: the model did not learn the task; its figures say nothing about "
+                     "the data.")
     return "\n".join(lines + notes) + "\n"
 
 

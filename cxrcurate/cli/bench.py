@@ -27,11 +27,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("give --model NAME (see `cxrcurate models`) or --compare RUN...")
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr if args.lr == "auto" else float(args.lr), patience=args.patience,
-                        workers=args.workers, seed=args.seed, max_minutes=args.max_minutes)
+                        workers=args.workers, seed=args.seed, max_minutes=args.max_minutes,
+                        warmup_steps=args.warmup_steps)
     opts = BenchOptions(model=args.model, init=args.init, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
                         split_policy=args.split_policy, test=args.test, val=args.val, seed=args.seed, runs=args.runs,
                         size=args.size, max_images=args.max_images, data_root=args.data_root, train=train,
-                        resume=args.resume, cache=args.cache)
+                        resume=args.resume, cache=args.cache, augment=not args.no_augment,
+                        augment_strength=args.augment_strength, holdout_source=args.holdout_source)
     if args.negatives:
         opts.negatives = tuple(x.strip() for x in args.negatives.split(","))
     manifest = args.manifest
@@ -95,7 +97,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--max-images", type=int, help="cap the task's images (stratified sample)")
     be.add_argument("--epochs", type=int, default=30)
     be.add_argument("--batch-size", type=int, default=16)
-    be.add_argument("--lr", default="1e-4", help="learning rate, or auto (LR range test)")
+    be.add_argument("--lr", default="1e-4", help="learning rate, or auto (LR range test: a decade below the loss "
+                    "minimum, within [1e-5, 1e-2])")
+    be.add_argument("--warmup-steps", type=int, help="linear warm-up steps from lr/10 (default: 10%% of an epoch, "
+                    "at most 50)")
+    be.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    be.add_argument("--augment-strength", type=float, default=1.0,
+                    help="scale of the paper's augmentation ranges (1 = the paper's; 0.5 = half)")
+    be.add_argument("--holdout-source", metavar="SOURCE",
+                    help="leave-one-source-out: every unit holding a row of SOURCE is test, never trained on")
     be.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
     be.add_argument("--max-minutes", type=float, help="stop training after this long")
     be.add_argument("--workers", type=int, default=2, help="DataLoader workers")

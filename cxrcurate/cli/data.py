@@ -132,13 +132,33 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_leakage(args: argparse.Namespace) -> int:
     import json
 
+    from ..dedup import read_pairs
     from ..manifest import read_manifest
     from ..splits import leakage_report
 
-    report = leakage_report(read_manifest(args.manifest), split_column=args.split_column, pairs=args.pairs,
-                            radius=args.radius)
-    print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
-    return 0 if report.ok else 1
+    df = read_manifest(args.manifest)
+    pairs = args.pairs if args.pairs is not None else read_pairs(args.manifest)
+    if args.run is None:
+        report = leakage_report(df, split_column=args.split_column, pairs=pairs, radius=args.radius)
+        print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
+        return 0 if report.ok else 1
+    import pandas as pd
+
+    splits = sorted(args.run.glob("run-*/split.parquet"))
+    if not splits:
+        raise UsageError(f"{args.run}: no run-*/split.parquet; is this a `cxrcurate bench` run folder?")
+    ok, results = True, {}
+    for path in splits:
+        side = pd.read_parquet(path, columns=["image_id", "split"]).set_index("image_id")["split"]
+        report = leakage_report(df.assign(split=df["image_id"].map(side)), pairs=pairs, radius=args.radius)
+        ok &= report.ok
+        results[path.parent.name] = report
+        if args.format == "text":
+            print(f"== {path.parent.name}: its split mapped onto the full manifest {args.manifest}")
+            print(report.to_text())
+    if args.format == "json":
+        print(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=2, default=str))
+    return 0 if ok else 1
 
 
 def _add_dedup_args(p: argparse.ArgumentParser) -> None:
@@ -197,7 +217,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lk.add_argument("manifest", type=Path)
     lk.add_argument("--split-column", default="split", help="column holding train/val/test (default: split)")
     lk.add_argument("--pairs", type=Path, metavar="PAIRS.parquet",
-                    help="dedup's pairs table; without it near copies are phash pairs within --radius")
+                    help="dedup's pairs table (default: the one beside MANIFEST, if any); without one near copies "
+                         "are phash pairs within --radius")
     lk.add_argument("--radius", type=int, default=4, help="phash Hamming radius without --pairs (default 4)")
+    lk.add_argument("--run", type=Path, metavar="RUN",
+                    help="check every seed of a `cxrcurate bench` run folder: its split mapped onto the FULL manifest "
+                         "(links through rows the run left out count)")
     lk.add_argument("--format", choices=["text", "json"], default="text")
     lk.set_defaults(func=cmd_leakage)

@@ -18,7 +18,10 @@ from .engine import (
     exact_pairs,
     find_conflicts,
     find_pairs,
+    pairs_path,
+    read_pairs,
 )
 
 __all__ = ["DedupOptions", "DedupResult", "assign_groups", "cross_source_table", "dedup", "dedup_manifest",
-           "exact_pairs", "find_conflicts", "find_pairs"]
+           "exact_pairs", "find_conflicts", "find_pairs",
+           "pairs_path", "read_pairs"]

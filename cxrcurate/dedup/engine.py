@@ -309,8 +309,20 @@ def dedup_manifest(manifest: str | os.PathLike, out: str | os.PathLike | None = 
     info["dedup"] = result.summary
     target = Path(out) if out else Path(manifest)
     write_manifest(result.manifest, target, info)
+    result.pairs.to_parquet(pairs_path(target), index=False)
     stem = target.name.removesuffix(".parquet")
-    result.pairs.to_parquet(target.with_name(f"{stem}.pairs.parquet"), index=False)
     result.conflicts.to_parquet(target.with_name(f"{stem}.conflicts.parquet"), index=False)
     return target, result
+
+
+def pairs_path(manifest: str | os.PathLike) -> Path:
+    """Where ``dedup_manifest`` writes the pairs table of ``manifest``: ``<name>.pairs.parquet`` beside it."""
+    target = Path(manifest)
+    return target.with_name(f"{target.name.removesuffix('.parquet')}.pairs.parquet")
+
+
+def read_pairs(manifest: str | os.PathLike) -> pd.DataFrame | None:
+    """The pairs table dedup wrote beside ``manifest``, or None when there is none."""
+    path = pairs_path(manifest)
+    return pd.read_parquet(path) if path.is_file() else None
 

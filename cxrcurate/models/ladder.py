@@ -45,6 +45,13 @@ class BackboneClassifier(nn.Module):
             self.head = nn.Sequential(nn.Linear(n, 10), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(10, outputs))
         else:
             self.head = nn.Linear(n, outputs)
+        self.frozen_norms: list[nn.Module] = []  # batch norms of a frozen backbone part (``freeze_but_last_block``)
+
+    def train(self, mode: bool = True) -> BackboneClassifier:
+        super().train(mode)
+        for norm in self.frozen_norms:
+            norm.eval()
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features (what the source probe of the audit reads)."""
@@ -158,7 +165,35 @@ def build_model(spec: ModelSpec, init: str | None = None, weights: str | os.Path
         raise CxrcurateError(f"unknown init {init!r}; choose random, imagenet or chexnet")
     if spec.zero_shot:
         raise CxrcurateError("the chexnet probe needs --init chexnet and a CheXNet checkpoint (--weights)")
-    return BackboneClassifier(backbone, outputs, spec.head)
+    model = BackboneClassifier(backbone, outputs, spec.head)
+    if spec.trainable == "last_block":
+        freeze_but_last_block(model, name)
+    return model
+
+
+LAST_BLOCKS = {"densenet121": ("features.denseblock4.", "features.norm5."), "resnet50": ("layer4.",)}
+
+
+def freeze_but_last_block(model: BackboneClassifier, name: str) -> int:
+    """Freeze every backbone parameter but those of its last block (``LAST_BLOCKS``); the head stays trainable.
+
+    Frozen batch-norm layers keep their ImageNet statistics: ``BackboneClassifier.train`` leaves them in eval mode.
+    Returns the number of trainable backbone parameters.
+
+    Raises:
+        CxrcurateError: no last block is known for the architecture.
+    """
+    prefixes = LAST_BLOCKS.get(name)
+    if not prefixes:
+        raise CxrcurateError(f"no last block known for {name}; known: {sorted(LAST_BLOCKS)}")
+    trainable = 0
+    for key, param in model.backbone.named_parameters():
+        param.requires_grad = key.startswith(prefixes)
+        trainable += param.numel() if param.requires_grad else 0
+    model.frozen_norms = [m for key, m in model.backbone.named_modules()
+                          if isinstance(m, nn.modules.batchnorm._BatchNorm) and not f"{key}.".startswith(prefixes)]
+    model.train(model.training)
+    return trainable
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:

@@ -43,6 +43,18 @@ class AugmentConfig:
         if not ok:
             raise CxrcurateError(f"invalid augmentation ranges: {self}")
 
+    @classmethod
+    def scaled(cls, strength: float) -> AugmentConfig:
+        """The paper's ranges scaled by ``strength`` (1: the paper's; 0.5: half the rotation, zoom, brightness and
+        shift; 0: no geometric or brightness change, flips kept off too)."""
+        if not 0 <= strength <= 2:
+            raise CxrcurateError(f"augmentation strength {strength} must be in [0, 2] (1 is the paper's ranges)")
+        p = cls()
+        return cls(rotation=p.rotation * strength, hflip=p.hflip if strength > 0 else 0.0, vflip=p.vflip,
+                   zoom=(max(0.05, 1 - (1 - p.zoom[0]) * strength), 1 + (p.zoom[1] - 1) * strength),
+                   brightness=(max(0.0, 1 - (1 - p.brightness[0]) * strength), 1 + (p.brightness[1] - 1) * strength),
+                   shift=min(1.0, p.shift * strength))
+
 
 class PaperAugment:
     """Call as ``augment(image, index)`` on a float ``(C, H, W)`` tensor in [0, 1]; ``set_epoch`` between epochs.

@@ -26,6 +26,9 @@ RESIZE_MODES = ("pad", "stretch")
 SHIPPED_LUNGS = "default"  # ``lungs`` value naming the weights shipped inside the package
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "lungs-unet-w8-160.safetensors"
+# The histogram reference of the multiclass rungs: an adult PA radiograph with no finding (NIH ChestX-ray14
+# 00027426_000.png, public domain, shipped in the sample).
+HISTOGRAM_REFERENCE = Path(__file__).resolve().parents[1] / "sample" / "nih-cxr14" / "images" / "00027426_000.png"
 
 
 @dataclass(frozen=True)

@@ -148,14 +148,16 @@ def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
     for k, r in enumerate(run.metrics["runs"][:3]):
         figs.append(f"<img alt='confusion matrix run-{k}' "
                     f"src='{confusion_figure(r['confusion_matrix'], run.classes, f'run-{k}')}'>")
-    return ("<h2>Metrics</h2><p>Brackets: bootstrap 95% CI over test images.</p>" + table(rows)
-            + "<p>Per class, run-0:</p>" + table(per_class) + "<div class='figs'>" + "".join(figs) + "</div>")
+    return ("<h2>Metrics</h2><p>Brackets: bootstrap 95% CI resampling the test units (patients / linked "
+            "pictures).</p>" + table(rows) + "<p>Per class, run-0:</p>" + table(per_class)
+            + "<div class='figs'>" + "".join(figs) + "</div>")
 
 
 def _cases(pred: pd.DataFrame, classes: tuple[str, ...], n: int) -> pd.DataFrame:
     """Up to ``n`` most confident correct and ``n`` most confident wrong test cases per true class."""
     p = pred[[f"p_{c}" for c in classes]].to_numpy()
-    pred = pred.assign(predicted=p.argmax(axis=1), confidence=p.max(axis=1))
+    decided = pred["pred"].to_numpy(int) if "pred" in pred.columns else p.argmax(axis=1)  # cascade: its decision
+    pred = pred.assign(predicted=decided, confidence=p.max(axis=1))
     parts = []
     for t in range(len(classes)):
         mine = pred[pred["target"] == t].sort_values(["confidence", "image_id"], ascending=[False, True])
