@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .attribution import AttributionOptions
 
-STATUSES = ("pass", "warn", "fail", "not run")
+STATUSES = ("pass", "inconclusive", "warn", "fail", "not run")
+# From least to most severe. ``inconclusive``: the check ran but its evidence cannot decide (e.g. attributions of a
+# model that is at chance on the test set); it ranks above ``pass`` (the verdict must not read as a clean bill) and
+# below ``warn`` (nothing was found). ``not run`` does not take part.
+SEVERITY = ("pass", "inconclusive", "warn", "fail")
 
 
 @dataclass
@@ -47,9 +53,40 @@ class AuditOptions:
 
 
 def worst(statuses: list[str]) -> str:
-    """The most severe of some statuses (``not run`` counts below ``pass``)."""
+    """The most severe of some statuses (``SEVERITY``; ``not run`` entries do not count)."""
     ran = [s for s in statuses if s != "not run"]
-    return max(ran, key=("pass", "warn", "fail").index) if ran else "not run"
+    return max(ran, key=SEVERITY.index) if ran else "not run"
+
+
+def units_of(rows: pd.DataFrame) -> np.ndarray:
+    """The bootstrap unit of each row: its ``splits.split_groups`` unit (patient, alias, dup group, identical
+    pixels or file), so an image with none of those is a unit of its own. Rows without ``image_id`` count alone."""
+    from ..splits import split_groups
+
+    if "image_id" not in rows.columns:
+        return np.arange(len(rows)).astype(str)
+    return split_groups(rows.reset_index(drop=True)).to_numpy(dtype=str)
+
+
+def unit_bootstrap(stat: Callable[[np.ndarray], float], units: np.ndarray, n_boot: int, seed: int,
+                   ) -> tuple[list[float], int]:
+    """Percentile 95% CI of ``stat(row_positions)`` over resamples of whole units (with replacement).
+
+    Returns ``([low, high], undefined)``: ``undefined`` counts resamples where ``stat`` was not finite (e.g. one
+    class only); they are left out of the percentiles, and the CI is NaN when fewer than half are defined.
+    """
+    codes = pd.factorize(pd.Series(units))[0]
+    members = [np.flatnonzero(codes == u) for u in range(codes.max() + 1)] if len(codes) else []
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        values.append(stat(np.concatenate([members[u] for u in pick])))
+    finite = [v for v in values if np.isfinite(v)]
+    undefined = len(values) - len(finite)
+    if not finite or len(finite) * 2 < len(values):
+        return [float("nan"), float("nan")], undefined
+    return [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))], undefined
 
 
 def to_json(value: Any) -> Any:

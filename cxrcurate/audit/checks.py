@@ -1,16 +1,17 @@
 """The audit's data-side tests: source probe, leave-one-source-out, demographics, leakage.
 
 - ``source_probe``: within each label, can the collection an image came from be told from the model's pooled
-  features? Logistic regression (standardised features), cross-validated with folds grouped by patient, scored
-  by AUROC (one-vs-rest, macro, for more than two sources). Near 0.5: the features do not carry the source; near
-  1: they do, and the source is a candidate confounder of the label (a model that can see the source can learn
-  "this collection is the COVID-19 one").
+  features? Logistic regression (standardised features), cross-validated with folds grouped by unit, scored
+  by AUROC (one-vs-rest, macro, for more than two sources). Untrained features already tell collections apart
+  (their look differs), so the same probe runs on the initial network (``baseline``) and the check reads the lift:
+  how much more the trained features carry the source, with a unit-bootstrap CI. A clear lift means training made
+  the source more visible, and the source is a candidate confounder of the label.
 - ``leave_one_source_out``: retrain the run's model (same options) without one source and score it on that
   source; the gap to its in-distribution test score says how much the model's figures rest on having seen the
   collection. It trains one model per source, so ``--no-loso`` skips it, and a one-source run says ``not run``.
 - ``demographics``: pediatric share and age per class and split; flags a class whose negatives are mostly
   children (a classifier of "child or adult" would then score well).
-- ``leakage``: ``cxrcurate.splits.leakage_report`` on the run's split.
+- ``leakage``: ``cxrcurate.splits.leakage_report`` on the run's split joined onto the full manifest.
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CxrcurateError
-from .base import Check, worst
+from .base import Check, unit_bootstrap, units_of, worst
 
 log = logging.getLogger(__name__)
-PROBE_WARN, PROBE_FAIL = 0.70, 0.90
+PROBE_LIFT_WARN, PROBE_LIFT_FAIL = 0.05, 0.15
 GAP_WARN, GAP_FAIL = 0.10, 0.20
 PEDIATRIC_MOSTLY, PEDIATRIC_GAP, UNKNOWN_MOST = 0.5, 0.2, 0.5
 MIN_PER_SOURCE = 5
 THRESHOLDS = {
     "source_probe": f"per label with >= 2 sources of >= {MIN_PER_SOURCE} images: cross-validated AUROC of the "
-                    f"source from pooled features; pass < {PROBE_WARN}, warn < {PROBE_FAIL}, fail >= {PROBE_FAIL} "
-                    "(worst label counts)",
+                    "source from pooled features (folds grouped by unit), trained network minus the initial one "
+                    "(same architecture and starting weights): lift with a bootstrap 95% CI by unit; fail when the "
+                    f"lift >= {PROBE_LIFT_FAIL} and the CI lies above 0, warn when the lift >= {PROBE_LIFT_WARN} and "
+                    "the CI lies above 0, pass otherwise (worst label counts); inconclusive without an initial "
+                    "network",
     "leave_one_source_out": f"gap = in-distribution test AUC - AUC on the held-out source (accuracy for both when "
                             f"the held-out source has one class); pass <= {GAP_WARN}, warn <= {GAP_FAIL}, fail "
                             "above (worst source counts)",
@@ -40,8 +44,9 @@ THRESHOLDS = {
                     f"negatives: fail when one side is > {PEDIATRIC_MOSTLY:.0%} children and the other is not; warn "
                     f"when the shares differ by > {PEDIATRIC_GAP:.0%} points or > {UNKNOWN_MOST:.0%} of a "
                     "class's rows have unknown status",
-    "leakage": "fail when any patient, duplicate group, identical or near-identical picture sits on two sides "
-               "(cxrcurate.splits.leakage_report), or the split is the LEAKY per-image one; pass otherwise",
+    "leakage": "fail when any patient, duplicate group, identical or near-identical picture or linked unit sits on "
+               "two sides (cxrcurate.splits.leakage_report over the full manifest: rows the run did not use carry "
+               "no side but still link units), or the split is the LEAKY per-image one; pass otherwise",
 }
 
 
@@ -57,53 +62,92 @@ def _features(run: Any, model: Any, rows: pd.DataFrame, batch_size: int, workers
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
-def _probe_auc(x: np.ndarray, sources: np.ndarray, groups: np.ndarray, seed: int) -> float:
+def _probe_proba(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """Out-of-fold probabilities of the source from features (folds grouped by unit, stratified by source)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    codes, y = np.unique(sources, return_inverse=True)
     folds = int(min(5, np.bincount(y).min(), len(np.unique(groups))))
     cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    proba = cross_val_predict(clf, x, y, groups=groups, cv=cv, method="predict_proba")
-    if len(codes) == 2:
+    return cross_val_predict(clf, x, y, groups=groups, cv=cv, method="predict_proba")
+
+
+def _auroc(y: np.ndarray, proba: np.ndarray, n_sources: int) -> float:
+    """Source AUROC (one-vs-rest macro for more than two sources); NaN when a source is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y)) < n_sources:
+        return float("nan")
+    if n_sources == 2:
         return float(roc_auc_score(y, proba[:, 1]))
-    return float(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    return float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=list(range(n_sources))))
 
 
-def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device: Any) -> Check:
-    """The ``source_probe`` check on every split's rows (at most ``options.probe_images``)."""
+def probe_status(lift: float, ci: list[float]) -> str:
+    """Status of one label's probe lift over the initial network (see ``THRESHOLDS``)."""
+    if not np.isfinite(lift):
+        return "inconclusive"
+    above = bool(np.isfinite(ci[0]) and ci[0] > 0)
+    return "fail" if above and lift >= PROBE_LIFT_FAIL else "warn" if above and lift >= PROBE_LIFT_WARN else "pass"
+
+
+def _probe_label(run: Any, nets: dict[str, Any], g: pd.DataFrame, options: Any, device: Any) -> dict[str, Any]:
+    """One label's probe: AUROC from each network's features and the lift of the trained over the initial one."""
+    codes, y = np.unique(g["source"].to_numpy(), return_inverse=True)
+    units = units_of(g)
+    proba = {k: _probe_proba(_features(run, m, g, options.batch_size, options.workers, device), y, units,
+                             options.seed) for k, m in nets.items()}
+    out: dict[str, Any] = {"auroc": _auroc(y, proba["trained"], len(codes)), "units": int(len(set(units)))}
+    if "initial" not in proba:
+        return out
+
+    def lift(idx: np.ndarray) -> float:
+        return _auroc(y[idx], proba["trained"][idx], len(codes)) - _auroc(y[idx], proba["initial"][idx], len(codes))
+
+    ci, undefined = unit_bootstrap(lift, units, options.n_boot, options.seed)
+    out.update({"auroc_initial": _auroc(y, proba["initial"], len(codes)), "lift_ci95": ci,
+                "undefined_resamples": undefined})
+    out["lift"] = out["auroc"] - out["auroc_initial"]
+    out["status"] = probe_status(out["lift"], ci)
+    return out
+
+
+def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device: Any, initial: Any = None,
+                 baseline: str = "") -> Check:
+    """The ``source_probe`` check on every split's rows (at most ``options.probe_images``), trained vs ``initial``
+    network (None: no baseline, ``baseline`` says why; the check is then inconclusive)."""
     rows = frame
     if options.probe_images and len(rows) > options.probe_images:  # the same share of every label x source
         rows = rows.groupby(["label", "source"]).sample(frac=options.probe_images / len(frame),
                                                         random_state=options.seed)
+    nets = {"trained": model, **({"initial": initial} if initial is not None else {})}
     per_label: dict[str, Any] = {}
     for label, g in rows.groupby("label"):
         counts = g["source"].value_counts()
         usable = counts[counts >= MIN_PER_SOURCE]
-        per_label[str(label)] = {"sources": counts.to_dict()}
-        if len(usable) < 2:
-            per_label[str(label)]["auroc"] = None
+        per_label[str(label)] = {"sources": counts.to_dict(), "auroc": None}
+        g = g[g["source"].isin(usable.index)].reset_index(drop=True)
+        if len(usable) < 2 or len(set(units_of(g))) < 2:
             continue
-        g = g[g["source"].isin(usable.index)]
-        x = _features(run, model, g, options.batch_size, options.workers, device)
-        groups = g["patient_id"].fillna(g["image_id"]).astype(str).to_numpy()
-        if len(np.unique(groups)) < 2:
-            per_label[str(label)]["auroc"] = None
-            continue
-        per_label[str(label)]["auroc"] = _probe_auc(x, g["source"].to_numpy(), groups, options.seed)
-    scored = {k: v["auroc"] for k, v in per_label.items() if v["auroc"] is not None}
+        per_label[str(label)].update(_probe_label(run, nets, g, options, device))
+    scored = {k: v for k, v in per_label.items() if v["auroc"] is not None}
+    numbers = {"labels": per_label, "images": int(len(rows)), "initial_network": baseline,
+               "bootstrap": "by unit (patient, dup group, identical image)"}
     if not scored:
         return Check("source_probe", "not run", f"no label has two sources with >= {MIN_PER_SOURCE} images "
-                     "(a one-source run cannot confound label and source)", {"labels": per_label},
-                     THRESHOLDS["source_probe"])
-    status = worst(["pass" if a < PROBE_WARN else "warn" if a < PROBE_FAIL else "fail" for a in scored.values()])
-    text = ", ".join(f"{k} {v:.2f}" for k, v in scored.items())
-    return Check("source_probe", status, f"source predictable from features within label (AUROC): {text}",
-                 {"labels": per_label, "images": int(len(rows))}, THRESHOLDS["source_probe"])
+                     "(a one-source run cannot confound label and source)", numbers, THRESHOLDS["source_probe"])
+    if initial is None:
+        text = ", ".join(f"{k} {v['auroc']:.2f}" for k, v in scored.items())
+        return Check("source_probe", "inconclusive", f"source AUROC from features within label: {text}; no baseline "
+                     f"to compare with: {baseline}", numbers, THRESHOLDS["source_probe"])
+    text = ", ".join(f"{k} {v['auroc']:.2f} vs {v['auroc_initial']:.2f} untrained, lift {v['lift']:+.2f} "
+                     f"[{v['lift_ci95'][0]:+.2f}, {v['lift_ci95'][1]:+.2f}]" for k, v in scored.items())
+    return Check("source_probe", worst([v["status"] for v in scored.values()]),
+                 f"source predictable from features within label (AUROC): {text}", numbers,
+                 THRESHOLDS["source_probe"])
 
 
 def _heldout_score(run_dir: Any, rows: pd.DataFrame, options: Any) -> dict[str, Any]:
@@ -213,14 +257,35 @@ def demographics(frame: pd.DataFrame, classes: tuple[str, ...]) -> Check:
                  THRESHOLDS["demographics"])
 
 
-def leakage(frame: pd.DataFrame, split_policy: str | None) -> Check:
-    """The ``leakage`` check: the split's leakage report, included whole."""
+def with_run_split(manifest: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The full manifest with the run's split: rows the run used get their side, every other row none.
+
+    Rows without a side still link units (patient ids, aliases, dup groups, hashes), so a chain through a row the
+    run dropped (a removed copy, a row outside the task, one cut by ``--max-images``) is seen.
+    """
+    side = frame.drop_duplicates("image_id").set_index("image_id")["split"]
+    full = manifest.copy()
+    full["split"] = full["image_id"].map(side).astype(object)
+    extra = frame[~frame["image_id"].isin(full["image_id"])]
+    if len(extra):  # the run holds rows its manifest does not (it moved and changed): check them too
+        full = pd.concat([full, extra[[c for c in extra.columns if c in full.columns]]], ignore_index=True)
+    return full
+
+
+def leakage(frame: pd.DataFrame, split_policy: str | None, manifest: pd.DataFrame | None = None,
+            pairs: pd.DataFrame | None = None) -> Check:
+    """The ``leakage`` check: ``leakage_report`` of the run's split over the full ``manifest`` (when given; else
+    over the run's rows only), with dedup's ``pairs`` table when there is one; the report is included whole."""
     from ..splits import leakage_report
 
-    report = leakage_report(frame)
+    rows = with_run_split(manifest, frame) if manifest is not None else frame
+    report = leakage_report(rows, pairs=pairs)
     found = {k: f.total for k, f in report.findings.items() if f.total}
     status = "fail" if found or split_policy == "per-image" else "pass"
+    scope = (f"over the full manifest ({len(rows)} rows, {int(rows['split'].notna().sum())} in the run)"
+             if manifest is not None else f"over the run's {len(rows)} rows only (manifest not readable)")
     summary = ("nothing crosses sides" if not found else "crossing sides: " + ", ".join(
-        f"{k} {v}" for k, v in found.items())) + ("; LEAKY per-image split" if split_policy == "per-image" else "")
-    return Check("leakage", status, summary, {"report": report.to_dict()}, THRESHOLDS["leakage"])
-
+        f"{k} {v}" for k, v in found.items())) + f" {scope}" + (
+        "; LEAKY per-image split" if split_policy == "per-image" else "")
+    return Check("leakage", status, summary, {"report": report.to_dict(), "full_manifest": manifest is not None},
+                 THRESHOLDS["leakage"])

@@ -1,15 +1,22 @@
 """``cxrcurate audit RUN``: does a benchmarked model read the lungs, or the collection the image came from?
 
-Each test ends ``pass``, ``warn``, ``fail`` or ``not run`` and keeps the numbers behind it (``THRESHOLDS`` says
-where the lines are drawn, and ``audit.json`` repeats it). The audit looks at one seed (``run-K``, default 0) of
-a finished run; only leave-one-source-out trains anything.
+Each test ends ``pass``, ``warn``, ``fail``, ``inconclusive`` or ``not run`` and keeps the numbers behind it
+(``THRESHOLDS`` says where the lines are drawn, and ``audit.json`` repeats it); the verdict is the most severe
+(``base.SEVERITY``: pass < inconclusive < warn < fail). The audit looks at one seed (``run-K``, default 0) of a
+finished run; only leave-one-source-out trains anything. Every CI is a percentile bootstrap over units (patient,
+dup group, identical picture; an image with none of those is its own unit), see ``base.unit_bootstrap``.
 
 - ``lungs_masked``: the test set scored with the lungs blacked out (lung mask, or its bounding box with
-  ``region="box"``). A model that reads the lungs falls to chance; one that still separates the classes reads
-  something outside them (markers, text, borders, body habitus, the collection's look).
+  ``region="box"``). A model that reads the lungs falls to chance; one that still separates the classes, or ranks
+  them the wrong way round (AUC far below 0.5), reads something outside them (markers, text, borders, body
+  habitus, the collection's look). Two-sided.
 - ``lungs_only``: everything outside the lungs blacked out; the AUC drop says how much the model needs the rest.
-- ``attribution_in_lungs``: share of positive Grad-CAM / LIME / IG mass inside the lungs and the pointing-game hit
-  rate (``attribution``), per class and per source; images without a lung mask are counted, not guessed.
+- ``attribution_in_lungs``: share of positive Grad-CAM / LIME / IG mass inside the lungs (``attribution``),
+  compared image by image with the same maps of the *initial* network (``baseline``): attribution maps favour
+  bright structures outside the lungs whatever a network learnt, so only a fall below the untrained network's
+  share says that training moved the model's attention out of the lungs.
+- A model at chance on the test set (its test AUC's CI includes 0.5) has learnt nothing to look for:
+  ``attribution_in_lungs`` and ``lungs_only`` are then ``inconclusive`` (their numbers are kept).
 - ``source_probe``, ``leave_one_source_out``, ``demographics``, ``leakage``: see ``audit_checks``.
 
 Blacking out happens in the model's input space, after rendering (the value a black pixel has after ImageNet
@@ -30,27 +37,30 @@ import numpy as np
 import pandas as pd
 
 from .attribution import AttributionOptions
-from .base import AuditOptions, Check, to_json, worst
+from .base import AuditOptions, Check, to_json, unit_bootstrap, units_of, worst
 
 log = logging.getLogger(__name__)
-MASKED_FAIL = 0.70
+MASKED_FAR = 0.20
 DROP_WARN, DROP_FAIL = 0.05, 0.15
-SHARE_WARN, HIT_WARN = 0.5, 0.5
+LIFT_WARN, LIFT_FAIL = 0.05, 0.10
 GRADCAM_MIN_SIDE = 4
+CHANCE = ("inconclusive when the model is at chance: its test AUC's bootstrap 95% CI (by unit) includes 0.5, so "
+          "where it looks says nothing about what it learnt")
 THRESHOLDS = {
-    "lungs_masked": f"AUC with the lungs blacked out (chance 0.5): fail when >= {MASKED_FAIL} and the lower end of "
-                    f"its bootstrap 95% CI is above 0.5; warn when the CI's lower end is above 0.5 (above chance, "
-                    f"below {MASKED_FAIL}) or the AUC is >= {MASKED_FAIL} but the CI reaches 0.5 (too few images to "
-                    "tell); pass otherwise (indistinguishable from chance)",
+    "lungs_masked": f"AUC with the lungs blacked out (chance 0.5), two-sided (an AUC far below 0.5 is class signal "
+                    f"outside the lungs too): fail when |AUC - 0.5| >= {MASKED_FAR} and its bootstrap 95% CI (by "
+                    f"unit) excludes 0.5; warn when the CI excludes 0.5 (off chance, closer than {MASKED_FAR}) or "
+                    f"|AUC - 0.5| >= {MASKED_FAR} but the CI reaches 0.5 (too few images to tell); pass otherwise",
     "lungs_only": f"drop = AUC(full) - AUC(outside blacked out): pass <= {DROP_WARN}, warn <= {DROP_FAIL}, "
-                  f"fail above",
-    "attribution_in_lungs": "per method, over test images with a lung mask: fail when the mean share of positive "
-                            "attribution inside the lungs is below the lungs' share of the image (a uniform map "
-                            f"would do as well) and the pointing-game hit rate is below {HIT_WARN}; warn when the "
-                            f"mean share is below {SHARE_WARN} or the hit rate below {HIT_WARN}; pass otherwise. "
-                            "The check's status: the most severe status that at least half of the voting methods "
-                            f"reach (Grad-CAM does not vote when its map is smaller than {GRADCAM_MIN_SIDE}x"
-                            f"{GRADCAM_MIN_SIDE}: it cannot localise)",
+                  f"fail above; {CHANCE}",
+    "attribution_in_lungs": "per method, over test images with a lung mask: lift = mean share of positive "
+                            "attribution inside the lungs, trained network minus the initial one (same images, same "
+                            "architecture, same starting weights), with a bootstrap 95% CI by unit; fail when the "
+                            f"lift <= -{LIFT_FAIL} and the CI lies below 0, warn when the lift <= -{LIFT_WARN} and "
+                            "the CI lies below 0, pass otherwise (inconclusive without an initial network). The "
+                            "check's status: the most severe status that at least half of the voting methods reach "
+                            "(Grad-CAM does not vote when its map is smaller "
+                            f"than {GRADCAM_MIN_SIDE}x{GRADCAM_MIN_SIDE}: it cannot localise); {CHANCE}",
 }
 
 
@@ -67,23 +77,26 @@ def auc(y: np.ndarray, scores: np.ndarray, classes: tuple[str, ...]) -> float:
 
 
 def auc_ci(y: np.ndarray, scores: np.ndarray, classes: tuple[str, ...], n_boot: int, seed: int,
-           ) -> tuple[float, list[float]]:
-    """``auc`` and its bootstrap 95% CI (percentile, resampling images; a local generator)."""
-    rng = np.random.default_rng(seed)
-    boots = [auc(y[idx], scores[idx], classes) for idx in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
-    boots = [b for b in boots if np.isfinite(b)]
-    ci = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else [np.nan, np.nan]
+           units: np.ndarray | None = None) -> tuple[float, list[float]]:
+    """``auc`` and its percentile bootstrap 95% CI, resampling whole ``units`` (default: each image alone)."""
+    units = np.arange(len(y)).astype(str) if units is None else units
+    ci, _ = unit_bootstrap(lambda idx: auc(y[idx], scores[idx], classes), units, n_boot, seed)
     return auc(y, scores, classes), ci
 
 
+def includes_chance(ci: list[float]) -> bool:
+    """True when a 95% CI reaches 0.5, or is undefined."""
+    return not (np.isfinite(ci[0]) and np.isfinite(ci[1]) and (ci[0] > 0.5 or ci[1] < 0.5))
+
+
 def masked_status(value: float, ci: list[float]) -> str:
-    """Status of the lungs-masked AUC (see ``THRESHOLDS``)."""
+    """Status of the lungs-masked AUC (see ``THRESHOLDS``): two-sided around 0.5."""
     if not np.isfinite(value):
         return "not run"
-    above_chance = bool(np.isfinite(ci[0]) and ci[0] > 0.5)
-    if value >= MASKED_FAIL and above_chance:
+    off_chance, far = not includes_chance(ci), abs(value - 0.5) >= MASKED_FAR
+    if far and off_chance:
         return "fail"
-    return "warn" if above_chance or value >= MASKED_FAIL else "pass"
+    return "warn" if off_chance or far else "pass"
 
 
 def drop_status(drop: float) -> str:
@@ -93,14 +106,30 @@ def drop_status(drop: float) -> str:
     return "pass" if drop <= DROP_WARN else "warn" if drop <= DROP_FAIL else "fail"
 
 
-def attribution_status(stats: dict[str, Any]) -> str:
-    """Status of one method's overall lung scores (see ``THRESHOLDS``)."""
-    share, hit, chance = stats["lung_share_mean"], stats["pointing_hit_rate"], stats["chance"]
-    if not np.isfinite(share):
+def attribution_status(lift: float, ci: list[float]) -> str:
+    """Status of one method's lung-share lift over the initial network (see ``THRESHOLDS``)."""
+    if not np.isfinite(lift):
         return "not run"
-    if share < chance and not hit >= HIT_WARN:
-        return "fail"
-    return "warn" if share < SHARE_WARN or not hit >= HIT_WARN else "pass"
+    below = bool(np.isfinite(ci[1]) and ci[1] < 0)
+    return "fail" if below and lift <= -LIFT_FAIL else "warn" if below and lift <= -LIFT_WARN else "pass"
+
+
+def at_chance_status(status: str, chance: bool) -> str:
+    """``inconclusive`` instead of a finding when the model is at chance (``not run`` stays)."""
+    return "inconclusive" if chance and status != "not run" else status
+
+
+def test_performance(run: Any, k: int, frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """The run's own test AUC (``predictions.parquet``) with a bootstrap 95% CI by unit, and whether it is at chance."""
+    pred = run.predictions(k)
+    cols = [f"p_{c}" for c in run.classes]
+    test = frame[frame["split"] == "test"].set_index("image_id")
+    pred = pred[pred["image_id"].isin(test.index)].reset_index(drop=True)
+    units = units_of(test.loc[pred["image_id"]].reset_index())
+    scores = np.log(np.clip(pred[cols].to_numpy(float), 1e-12, None))
+    value, ci = auc_ci(pred["target"].to_numpy(), scores, run.classes, n_boot, seed, units)
+    return {"auc": value, "auc_ci95": ci, "n": int(len(pred)), "units": int(len(set(units))),
+            "at_chance": includes_chance(ci), "bootstrap": "by unit (patient, dup group, identical image)"}
 
 
 def _box(mask: np.ndarray) -> np.ndarray:
@@ -142,19 +171,25 @@ def region_predictions(model: Any, ds: Any, masks: dict[str, np.ndarray | None],
 
 
 def region_checks(preds: pd.DataFrame, classes: tuple[str, ...], no_mask: int, n_boot: int, seed: int,
-                  region: str) -> list[Check]:
-    """The ``lungs_masked`` and ``lungs_only`` checks from ``region_predictions``."""
+                  region: str, units: dict[str, str] | None = None, chance: bool = False) -> list[Check]:
+    """The ``lungs_masked`` and ``lungs_only`` checks from ``region_predictions``.
+
+    ``units`` maps image ids to bootstrap units (default: each image alone); ``chance``: the model is at chance on
+    the test set (``lungs_only`` is then inconclusive).
+    """
     what = "lung bounding box" if region == "box" else "lung mask"
     if len(preds) == 0 or preds["target"].nunique() < 2:
         why = f"needs test images of at least two classes with a lung mask ({len(preds)} with one, {no_mask} without)"
         return [Check(n, "not run", why, {"no_mask": no_mask}, THRESHOLDS[n]) for n in ("lungs_masked", "lungs_only")]
     y = preds["target"].to_numpy()
     scores = {k: np.stack(preds[k].to_list()) for k in ("full", "masked", "inside")}
-    (full, full_ci), (masked, masked_ci), (inside, inside_ci) = (auc_ci(y, scores[k], classes, n_boot, seed)
+    unit = preds["image_id"].map(units).fillna(preds["image_id"]).to_numpy(str) if units else None
+    (full, full_ci), (masked, masked_ci), (inside, inside_ci) = (auc_ci(y, scores[k], classes, n_boot, seed, unit)
                                                                  for k in ("full", "masked", "inside"))
     accuracy = {k: float((v.argmax(axis=1) == y).mean()) for k, v in scores.items()}
     base = {"n": int(len(preds)), "no_mask": no_mask, "region": what, "auc_full": full, "auc_full_ci95": full_ci}
     kept = (masked - 0.5) / (full - 0.5) if full > 0.5 else float("nan")
+    base["bootstrap"] = "by unit (patient, dup group, identical image)" if units else "by image"
     constant = bool(np.ptp(scores["masked"], axis=0).max() < 1e-9)
     masked_check = Check("lungs_masked", masked_status(masked, masked_ci),
                          f"AUC {masked:.3f} [{masked_ci[0]:.3f}, {masked_ci[1]:.3f}] with the lungs blacked out "
@@ -164,43 +199,71 @@ def region_checks(preds: pd.DataFrame, classes: tuple[str, ...], no_mask: int, n
                           "masked_output_constant": constant, "accuracy_masked": accuracy["masked"]},
                          THRESHOLDS["lungs_masked"])
     drop = full - inside
-    only_check = Check("lungs_only", drop_status(drop),
+    found = drop_status(drop)
+    only_check = Check("lungs_only", at_chance_status(found, chance),
                        f"AUC {inside:.3f} [{inside_ci[0]:.3f}, {inside_ci[1]:.3f}] on the lungs alone, a drop of "
-                       f"{drop:+.3f} from {full:.3f}", {**base, "auc_lungs_only": inside,
-                                                         "auc_lungs_only_ci95": inside_ci, "drop": drop,
-                                                         "accuracy_lungs_only": accuracy["inside"]},
+                       f"{drop:+.3f} from {full:.3f}" + (f" (would be {found}; the model is at chance)" if chance
+                                                         and found != "not run" else ""),
+                       {**base, "auc_lungs_only": inside, "auc_lungs_only_ci95": inside_ci, "drop": drop,
+                        "accuracy_lungs_only": accuracy["inside"], "status_if_not_at_chance": found},
                        THRESHOLDS["lungs_only"])
     return [masked_check, only_check]
 
 
 def vote(statuses: list[str]) -> str:
     """The most severe status that at least half of ``statuses`` reach (``not run`` entries do not vote)."""
-    ran = sorted((s for s in statuses if s != "not run"), key=("fail", "warn", "pass").index)
+    ran = sorted((s for s in statuses if s != "not run"), key=("fail", "warn", "inconclusive", "pass").index)
     return ran[(len(ran) - 1) // 2] if ran else "not run"
 
 
-def attribution_check(summary: dict[str, Any], info: dict[str, Any], n_no_mask: int) -> Check:
-    """The ``attribution_in_lungs`` check from ``attribution.summarise`` and ``attribute_dataset``'s info."""
+def attribution_lifts(scores: pd.DataFrame, initial: pd.DataFrame, units: dict[str, str], n_boot: int, seed: int,
+                      ) -> dict[str, dict[str, Any]]:
+    """Per method: ``baseline.paired_lift`` of the lung share (trained vs initial network, image by image)."""
+    from .baseline import paired_lift
+
+    both = scores.merge(initial[["image_id", "method", "lung_share", "pointing_hit"]], on=["image_id", "method"],
+                        suffixes=("", "_initial"))
+    out = {}
+    for method, g in both.groupby("method", sort=False):
+        unit = g["image_id"].map(units).fillna(g["image_id"]).to_numpy(str)
+        lift = paired_lift(g["lung_share"].to_numpy(), g["lung_share_initial"].to_numpy(), unit, n_boot, seed)
+        lift["pointing_hit_rate"] = float(g["pointing_hit"].mean())
+        lift["pointing_hit_rate_initial"] = float(g["pointing_hit_initial"].mean())
+        out[str(method)] = lift
+    return out
+
+
+def attribution_check(summary: dict[str, Any], info: dict[str, Any], n_no_mask: int,
+                      lifts: dict[str, dict[str, Any]] | None = None, baseline: str = "", chance: bool = False,
+                      ) -> Check:
+    """The ``attribution_in_lungs`` check from ``attribution.summarise``, ``attribute_dataset``'s info and the
+    per-method lifts over the initial network (``attribution_lifts``; None: no initial network, ``baseline`` says
+    why). ``chance``: the model is at chance on the test set, so a finding is only ``inconclusive``."""
+    name, limits = "attribution_in_lungs", THRESHOLDS["attribution_in_lungs"]
     if not summary:
-        return Check("attribution_in_lungs", "not run", "no test image was attributed", {}, THRESHOLDS[
-            "attribution_in_lungs"])
-    statuses = {m: attribution_status(s["overall"]) for m, s in summary.items()}
+        return Check(name, "not run", "no test image was attributed", {}, limits)
+    numbers = {"methods": summary, **info, "no_mask": n_no_mask, "initial_network": baseline, "at_chance": chance}
+    if lifts is None:
+        return Check(name, "inconclusive", f"no baseline to compare with: {baseline}", numbers, limits)
+    statuses = {m: attribution_status(v["lift"], v["ci95"]) for m, v in lifts.items()}
     coarse = bool(info.get("gradcam_map")) and min(info["gradcam_map"]) < GRADCAM_MIN_SIDE
-    voters = [s for m, s in statuses.items() if not (m == "gradcam" and coarse)]
+    found = vote([s for m, s in statuses.items() if not (m == "gradcam" and coarse)])
     parts = []
-    for m, s in summary.items():
-        o = s["overall"]
-        if np.isfinite(o["lung_share_mean"]):
-            parts.append(f"{m} {o['lung_share_mean']:.2f} in lungs (chance {o['chance']:.2f}), max inside "
-                         + (f"{o['pointing_hit_rate']:.0%}" if np.isfinite(o["pointing_hit_rate"]) else "-"))
+    for m, v in lifts.items():
+        if np.isfinite(v["lift"]):
+            lo, hi = v["ci95"]
+            parts.append(f"{m} {v['trained_mean']:.2f} in lungs vs {v['initial_mean']:.2f} untrained, lift "
+                         f"{v['lift']:+.2f} [{lo:+.2f}, {hi:+.2f}]")
         else:
-            parts.append(f"{m}: no positive attribution on any image with a mask")
+            parts.append(f"{m}: no image with positive attribution in both networks")
     note = f"; {n_no_mask} image(s) without a lung mask not scored" if n_no_mask else ""
     if coarse:
         note += f"; Grad-CAM map {info['gradcam_map'][0]}x{info['gradcam_map'][1]} too coarse to vote"
-    return Check("attribution_in_lungs", vote(voters), "; ".join(parts) + note,
-                 {"methods": summary, "status_by_method": statuses, **info, "gradcam_votes": not coarse,
-                  "no_mask": n_no_mask}, THRESHOLDS["attribution_in_lungs"])
+    if chance and found != "not run":
+        note += f"; would be {found}, but the model is at chance"
+    return Check(name, at_chance_status(found, chance), "; ".join(parts) + note,
+                 {**numbers, "lifts": lifts, "status_by_method": statuses, "gradcam_votes": not coarse,
+                  "status_if_not_at_chance": found}, limits)
 
 
 def _sample(rows: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
@@ -222,6 +285,7 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None) -> dict
     from ..bench.train import device_for
     from . import checks as more
     from .attribution import attribute_dataset, lung_scores, summarise
+    from .baseline import initial_model
     from .lungmasks import LungMasks, input_masks
 
     options = options or AuditOptions()
@@ -235,34 +299,62 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None) -> dict
     masks, kinds = input_masks(provider, test, run.render_config())
     no_mask = sum(m is None for m in masks.values())
     model = run.load_model(k, device)
+    initial, baseline = initial_model(run, k, device)
     black = run.black(device)
+    units = dict(zip(frame["image_id"], units_of(frame), strict=True))
+    performance = test_performance(run, k, frame, options.n_boot, options.seed)
+    chance = performance["at_chance"]
     preds = region_predictions(model, run.dataset(test), masks, black, device, options.batch_size, options.region)
-    checks = region_checks(preds, run.classes, no_mask, options.n_boot, options.seed, options.region)
+    checks = region_checks(preds, run.classes, no_mask, options.n_boot, options.seed, options.region, units, chance)
     reload_diff = _reload_difference(run, k, preds)
     chosen = _sample(test, options.attribution_images, options.seed)
     attr_opts = AttributionOptions(**{**asdict(options.attribution), "batch_size": options.batch_size})
     pred, maps, info = attribute_dataset(model, run.dataset(chosen), black, attr_opts, device)
     scores = lung_scores(maps, masks, kinds).merge(pred, on="image_id").merge(
         chosen[["image_id", "source", "label"]], on="image_id")
+    lifts = None
+    if initial is not None:
+        _, maps0, _ = attribute_dataset(initial, run.dataset(chosen), black, attr_opts, device)
+        scores0 = lung_scores(maps0, masks, kinds)
+        lifts = attribution_lifts(scores, scores0, units, options.n_boot, options.seed)
+        scores = scores.merge(scores0[["image_id", "method", "lung_share", "pointing_hit"]]
+                              .rename(columns={"lung_share": "lung_share_initial",
+                                               "pointing_hit": "pointing_hit_initial"}), on=["image_id", "method"])
     scores.to_parquet(run.seed_dir(k) / "attributions.parquet", index=False)
-    checks.append(attribution_check(summarise(scores, run.classes), info,
-                                    int(scores.loc[scores["method"] == attr_opts.methods[0], "mask_kind"]
-                                        .eq("none").sum())))
-    checks.append(more.source_probe(run, model, frame, options, device) if options.probe else
+    n_none = int(scores.loc[scores["method"] == attr_opts.methods[0], "mask_kind"].eq("none").sum())
+    checks.append(attribution_check(summarise(scores, run.classes), info, n_none, lifts, baseline, chance))
+    checks.append(more.source_probe(run, model, frame, options, device, initial, baseline) if options.probe else
                   Check("source_probe", "not run", "switched off (--no-probe)", {}, more.THRESHOLDS["source_probe"]))
     checks.append(more.leave_one_source_out(run, frame, options))
     checks.append(more.demographics(frame, run.classes))
-    checks.append(more.leakage(frame, run.metrics.get("split_policy")))
+    checks.append(more.leakage(frame, run.metrics.get("split_policy"), _full_manifest(run), _pairs(run)))
     result = {"run": str(run.path), "model": run.spec.name, "run_index": k, "classes": list(run.classes),
               "verdict": worst([c.status for c in checks]), "checks": [asdict(c) for c in checks],
               "lung_masks": {"test_images": len(test), "by_kind": pd.Series(kinds).value_counts().to_dict(),
                              "no_mask": no_mask, "source": options.lung_source, "fallback_box": options.fallback_box},
-              "reload_max_abs_diff": reload_diff, "options": asdict(options), "device": str(device),
+              "test_performance": performance, "initial_network": baseline, "reload_max_abs_diff": reload_diff,
+              "options": asdict(options), "device": str(device),
               "seconds": round(time.time() - started, 1)}
     if reload_diff > 1e-3:
         log.warning("rebuilt model differs from the run's predictions by up to %.4f", reload_diff)
     (run.path / "audit.json").write_text(json.dumps(to_json(result), indent=2, allow_nan=False))
     return result
+
+
+def _full_manifest(run: Any) -> pd.DataFrame | None:
+    """The manifest the run was made from (all rows: those the run dropped still link units), or None if unreadable."""
+    try:
+        return run.manifest
+    except (OSError, ValueError) as exc:
+        log.warning("leakage checked on the run's rows only: its manifest %s cannot be read (%s)",
+                    run.manifest_path, exc)
+        return None
+
+
+def _pairs(run: Any) -> pd.DataFrame | None:
+    """Dedup's pairs table beside the run's manifest (``<stem>.pairs.parquet``), when there is one."""
+    path = Path(run.manifest_path).with_name(f"{Path(run.manifest_path).stem}.pairs.parquet")
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def _reload_difference(run: Any, k: int, preds: pd.DataFrame) -> float:
@@ -283,9 +375,18 @@ def audit_table(result: dict[str, Any]) -> str:
     width = max(len(c["name"]) for c in result["checks"])
     lines = [f"audit of {result['run']} (model {result['model']}, run-{result['run_index']})", ""]
     for c in result["checks"]:
-        lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<7}  {c['summary']}")
+        lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<12}  {c['summary']}")
     masks = result["lung_masks"]
     kinds = ", ".join(f"{k} {v}" for k, v in masks["by_kind"].items())
-    lines += ["", f"lung masks of the {masks['test_images']} test images: {kinds}",
-              f"verdict: {result['verdict'].upper()}  (thresholds: audit.json, each check's 'thresholds')"]
+    perf = result.get("test_performance") or {}
+    lines += ["", f"lung masks of the {masks['test_images']} test images: {kinds}"]
+    if perf:
+        lo, hi = (v if v is not None else float("nan") for v in perf["auc_ci95"])
+        value = perf["auc"] if perf["auc"] is not None else float("nan")
+        lines.append(f"test AUC {value:.3f} [{lo:.3f}, {hi:.3f}] (bootstrap by unit, {perf['units']} units)"
+                     + ("; AT CHANCE: attribution checks are inconclusive" if perf["at_chance"] else ""))
+    if result.get("initial_network"):
+        lines.append(f"baselines from the initial network: {result['initial_network']}")
+    lines.append(f"verdict: {result['verdict'].upper()}  (thresholds: audit.json, each check's 'thresholds'; "
+                 "INCONCLUSIVE: nothing found, but some evidence could not decide)")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #d8dee9;padding:.25rem .55rem;text-align:left;vertical-align:top}
 th{background:#eef2f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{background:#d9f2dd}.warn{background:#fff1c7}.fail{background:#f9d3d0}.notrun{background:#eceff3;color:#555}
+.inconclusive{background:#e4e6f7}
 .banner{background:#f9d3d0;border:1px solid #c0392b;padding:.6rem 1rem;font-weight:600}
 .note{color:#555;font-size:.9rem}img{max-width:100%;height:auto;border:1px solid #e5e9f0;margin:.3rem 0}
 .figs{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
@@ -234,6 +235,13 @@ def audit_section(run: Any) -> str:
                           "share in lungs": v["lung_share_mean"], "max in lungs": v["pointing_hit_rate"],
                           "chance": v["chance"]} for g, v in by.items()]
         detail = "<p>Attribution in the lungs, per class and per source:</p>" + table(recs)
+        lifts = attr["numbers"].get("lifts") or {}
+        if lifts:
+            detail += ("<p>Lung share of the trained network against the initial one (same images; 95% CI by "
+                       "unit):</p>" + table([{"method": m, "images": v["n"], "trained": v.get("trained_mean"),
+                                              "initial": v.get("initial_mean"), "lift": v["lift"],
+                                              "CI low": v["ci95"][0], "CI high": v["ci95"][1]}
+                                             for m, v in lifts.items()]))
     return (f"<h2>Shortcut audit: {esc(audit['verdict'].upper())}</h2><p class='note'>run-{audit['run_index']}, "
             f"{audit['seconds']} s; lung masks of the {masks['test_images']} test images: {esc(kinds)}.</p>"
             + table(rows, {"status": "_css"}) + detail)
