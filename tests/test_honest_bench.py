@@ -171,3 +171,36 @@ def test_lr_finder_returns_a_usable_adam_rate():
     lr = lr_range_test(model, ds, Loss(class_weights(y.numpy(), 2), 0.0), cfg, torch.device("cpu"))
     assert LR_MIN <= lr <= LR_MAX
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights restored
+
+
+def test_bench_cli_runs_leave_no_unit_on_two_sides_of_the_full_manifest(toy_manifest, tmp_path, capsys):
+    """The bench's own path (CLI), several seeds, a link that runs only through a copy the bench drops; then
+    `cxrcurate leakage MANIFEST --run RUN` checks every seed against the full manifest."""
+    pytest.importorskip("torch")
+    from cxrcurate.cli import main
+    from cxrcurate.manifest import read_info, read_manifest, write_manifest
+
+    df = read_manifest(toy_manifest).reset_index(drop=True)
+    pats = sorted(df["patient_id"].dropna().unique())
+    a = df.index[df["patient_id"] == pats[0]][0]  # A: kept, its patient forgotten, dup group G
+    b, c = df.index[df["patient_id"] == pats[1]][:2]  # B: a copy of A not kept, patient P; C: patient P
+    df.loc[a, ["patient_id", "dup_group"]] = [None, "G"]
+    df.loc[b, ["dup_group", "keep"]] = ["G", False]
+    df.loc[df.index != b, "keep"] = True
+    df["dup_group"] = df["dup_group"].fillna(pd.Series([f"own{i}" for i in range(len(df))], index=df.index))
+    manifest = write_manifest(df, tmp_path / "m" / "manifest.parquet", read_info(toy_manifest))
+    run = tmp_path / "run"
+    args = ["bench", "--model", "base-cnn", "--manifest", str(manifest), "--out", str(run), "--runs", "4",
+            "--size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0", "--no-augment", "-q",
+            "--negatives", "normal,pneumonia"]
+    assert main(args) == 0
+    for k in range(4):
+        split = pd.read_parquet(run / f"run-{k}" / "split.parquet").set_index("image_id")["split"]
+        ids = df["image_id"]
+        assert ids[b] not in split.index and split[ids[a]] == split[ids[c]]
+    capsys.readouterr()
+    assert main(["leakage", str(manifest), "--run", str(run)]) == 0
+    assert capsys.readouterr().out.count("OK: nothing crosses sides") == 4
+    assert main([*args[:-2], "--negatives", "normal,pneumonia", "--split-policy", "per-image", "--out",
+                 str(tmp_path / "leaky")]) == 0
+    assert main(["leakage", str(manifest), "--run", str(tmp_path / "leaky")]) == 1

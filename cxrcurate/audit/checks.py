@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,30 +151,33 @@ def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device
                  THRESHOLDS["source_probe"])
 
 
-def _heldout_score(run_dir: Any, rows: pd.DataFrame, options: Any) -> dict[str, Any]:
-    """AUC and accuracy of the LOSO model (``run_dir``) on the held-out source's rows."""
+def _heldout_score(run: Any, loso_dir: Path, source: str) -> dict[str, Any]:
+    """AUC and accuracy of the LOSO model (``loso_dir``, trained with ``holdout_source``) on the held-out source's
+    test rows, beside the audited run's own in-distribution figures."""
     from ..bench.metrics import score
-    from ..bench.runio import RunFolder, batches, predict_scores
-    from ..bench.train import device_for
 
-    device = device_for(0)
-    loso = RunFolder.open(run_dir)
-    model = loso.load_model(0, device)
-    proba = [predict_scores(model, x.to(device)) for x, _, _ in batches(loso.dataset(rows), options.batch_size)]
-    y = rows["target"].to_numpy()
-    res = score(y, np.concatenate(proba), loso.classes, n_boot=0)
-    inside = loso.metrics["runs"][0]
-    return {"n": int(len(rows)), "classes_present": sorted(set(map(int, y))), "auc": res["roc_auc"],
-            "accuracy": res["accuracy"], "in_distribution_auc": inside["roc_auc"],
-            "in_distribution_accuracy": inside["accuracy"]}
+    pred = pd.read_parquet(loso_dir / "run-0" / "predictions.parquet")
+    held = pred[pred["source"] == source]
+    if held.empty:
+        raise CxrcurateError(f"the retrain without {source} has no {source} row in its test side")
+    y = held["target"].to_numpy(int)
+    res = score(y, held[[f"p_{c}" for c in run.classes]].to_numpy(), run.classes, n_boot=0,
+                pred=held["pred"].to_numpy(int) if "pred" in held.columns else None)
+    inside = run.metrics["runs"][0]
+    return {"n": int(len(held)), "pulled_into_test": int(len(pred) - len(held)),
+            "classes_present": sorted(set(map(int, y))), "auc": res["roc_auc"], "accuracy": res["accuracy"],
+            "in_distribution_auc": inside["roc_auc"], "in_distribution_accuracy": inside["accuracy"]}
 
 
 def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
-    """The ``leave_one_source_out`` check: one retrained model per held-out source (under ``RUN/audit-loso/``)."""
-    from ..bench.data import task_targets
+    """The ``leave_one_source_out`` check: one retrained model per held-out source (under ``RUN/audit-loso/``).
+
+    Each retrain runs the bench's own path on the FULL manifest with ``holdout_source``: every unit (patient,
+    duplicate group, linked picture) holding a row of the source is test, so no copy or patient of the held-out
+    collection is trained on, even when it reaches the task only through a row the task leaves out.
+    """
     from ..bench.run import BenchOptions, run_bench
     from ..bench.train import TrainConfig
-    from ..manifest import write_manifest
 
     sources = sorted(frame["source"].unique())
     name, limits = "leave_one_source_out", THRESHOLDS["leave_one_source_out"]
@@ -185,20 +189,13 @@ def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
         return Check(name, "not run", "zero-shot model: nothing is trained", {}, limits)
     raw = dict(run.config["options"])
     opts = {**raw, "train": TrainConfig(**raw["train"]), "negatives": tuple(raw["negatives"]), "runs": 1,
-            "resume": False, "n_boot": 0, "data_root": str(run.root)}
-    manifest = run.manifest
-    keep = manifest[manifest["keep"].fillna(True).astype(bool)]
+            "resume": False, "n_boot": 0, "data_root": str(run.root), "split_policy": "group"}
     results: dict[str, Any] = {}
     for src in options.loso_sources or sources:
         out = run.path / "audit-loso" / str(src)
-        held = keep[keep["source"] == src].copy()
-        held["target"] = task_targets(held, run.classes, opts["negatives"])
-        held = held[held["target"].notna()].astype({"target": int})
         try:
-            path = write_manifest(manifest[manifest["source"] != src], out / "manifest.parquet",
-                                  {**manifest.attrs.get("cxrcurate", {}), "data_root": str(run.root)})
-            run_bench(path, out, BenchOptions(**opts), progress=False)
-            results[str(src)] = _heldout_score(out, held.reset_index(drop=True), options)
+            run_bench(run.manifest_path, out, BenchOptions(**{**opts, "holdout_source": str(src)}), progress=False)
+            results[str(src)] = _heldout_score(run, out, str(src))
         except Exception as exc:  # a retrain that fails (too few rows, a training error) must not end the audit
             results[str(src)] = {"error": f"{type(exc).__name__}: {exc}"}
             log.warning("leave-one-source-out without %s not run: %s", src, exc,
