@@ -146,8 +146,9 @@ class Scraper(ABC):
         """
 
     @abstractmethod
-    def fetch_case(self, ref: CaseRef) -> Case:
-        """Fetch the page(s) of one case and parse them.
+    def fetch_case(self, ref: CaseRef) -> Case | str:
+        """Fetch the page(s) of one case and parse them; a string instead says why ``ref`` is not a case to keep
+        (Eurorad's enumeration meets ids that are not cases, or cases on other topics).
 
         Raises:
             ParseError, FetchError: as for ``discover``.
@@ -325,6 +326,9 @@ def run_scraper(scraper: Scraper, out: str | os.PathLike, options: FetchOptions)
 
 def _one_case(scraper: Scraper, ref: CaseRef, out: Path, options: FetchOptions, report: FetchReport) -> None:
     case = scraper.fetch_case(ref)
+    if isinstance(case, str):
+        report.skipped[case] += 1
+        return
     published = parse_date(case.published)
     if options.since and published and published < options.since:
         report.skipped[f"case published before {options.since}"] += 1
