@@ -345,6 +345,16 @@ def _one_case(scraper: Scraper, ref: CaseRef, out: Path, options: FetchOptions, 
     _write_json(safe_join(out, "cases", f"{case.case_id}.json"), data)
 
 
+def check_layout(source: str, out: Path, report: FetchReport) -> None:
+    """Ask the loader whether the folder has its layout, so a moved folder upstream is reported now."""
+    from ..sources import get_source
+
+    try:
+        next(iter(get_source(source)(out).parse()), None)
+    except CxrcurateError as exc:
+        report.fail(str(out), f"fetched, but the {source} loader cannot read it: {exc}")
+
+
 def case_id_from(text: str) -> str:
     """A case id for file names from a slug or number the site uses (``covid-19-pneumonia-12``).
 
@@ -357,4 +367,5 @@ def case_id_from(text: str) -> str:
 
 
 __all__ = ["Case", "CaseRef", "FetchOptions", "FetchReport", "Image", "Scraper", "run_scraper", "parse_date",
-           "write_source_record", "case_id_from", "iso_date", "DownloadError", "LISTING_MAX_AGE", "SOURCE_RECORD"]
+           "write_source_record", "check_layout", "case_id_from", "iso_date", "DownloadError", "LISTING_MAX_AGE",
+           "SOURCE_RECORD"]

@@ -9,14 +9,13 @@ absolute paths, ``..`` or links) and the loader is asked whether it can read the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import DirectDownload, fetch_records
-from .base import SOURCE_RECORD, FetchOptions, FetchReport, write_source_record
-from .download import download, extract_archive, remove_tree
+from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, write_source_record
+from .download import download, extract_archive, file_sha256, remove_tree
 from .http import HttpClient
 
 ARCHIVE_MAX_BYTES = 16 * 2**30
@@ -25,15 +24,6 @@ ARCHIVE_MAX_BYTES = 16 * 2**30
 def direct_sources() -> dict[str, DirectDownload]:
     """The sources fetched as one archive, by name (their ``fetch`` records)."""
     return fetch_records(DirectDownload)
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _recorded(out: Path) -> dict:
@@ -92,7 +82,5 @@ def fetch_direct(source: str, out: str | Path, client: HttpClient, options: Fetc
     remove_tree(tmp)
     write_source_record(out, source, spec.url, archive_sha256=digest, sha256_verified=bool(spec.sha256),
                         complete=not result.refused)
-    from .github import check_layout
-
     check_layout(source, out, report)
     return report

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import Repository, fetch_records
-from .base import SOURCE_RECORD, FetchOptions, FetchReport, write_source_record
-from .download import download, extract_archive, remove_tree
+from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, write_source_record
+from .download import download, extract_archive, file_sha256, remove_tree
 from .http import HttpClient
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,6 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
 
 def _archive_fetch(client: HttpClient, url: str, out: Path, report: FetchReport, sha256: str | None) -> str | bool:
     """Download and extract the codeload zip; its sha256 (checked when the record has one) or False."""
-    from .direct import file_sha256
-
     tmp = out / ".cxrcurate-download"
     archive = tmp / (url.rstrip("/").rsplit("/", 1)[-1] + ".zip")
     try:
@@ -131,13 +129,3 @@ def _git_fetch(url: str, sha: str, out: Path, report: FetchReport) -> bool:
 
     report.images = sum(is_image_name(p.name) for p in out.rglob("*") if ".git" not in p.parts)
     return True
-
-
-def check_layout(source: str, out: Path, report: FetchReport) -> None:
-    """Ask the loader whether the folder has its layout, so a moved folder upstream is reported now."""
-    from ..sources import get_source
-
-    try:
-        next(iter(get_source(source)(out).parse()), None)
-    except CxrcurateError as exc:
-        report.fail(str(out), f"fetched, but the {source} loader cannot read it: {exc}")
