@@ -58,6 +58,15 @@ class HttpStatusError(FetchError):
         self.status = status
 
 
+class BotChallenge(HttpStatusError):
+    """The site answered with a bot challenge or a captcha (Cloudflare "Just a moment...", a captcha form) instead of
+    the page. It is reported, never retried or solved: the site is asking automated clients to stay away."""
+
+
+class TermsNotAccepted(UsageError):
+    """A source whose terms restrict automated download was asked for without the explicit acknowledgement option."""
+
+
 class RobotsDisallowed(FetchError):
     """robots.txt of the site does not allow cxrcurate to fetch this URL."""
 

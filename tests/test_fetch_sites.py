@@ -21,6 +21,8 @@ from cxrcurate.sources import get_source
 
 SITES = {"radiopaedia": radiopaedia_site, "sirm": sirm_site, "eurorad": eurorad_site}
 FAST = HttpConfig(delay=0.01, backoff=0.01, retries=1, timeout=5.0)
+ACK = {"radiopaedia": ("--accept-terms", "radiopaedia")}  # its terms restrict automated download: opt-in
+RP = {"accept_terms": ("radiopaedia",)}
 
 
 def cli(*argv: str) -> int:
@@ -44,7 +46,8 @@ def build(name, out, tmp_path):
 def test_fetch_builds_a_manifest_and_a_rerun_downloads_nothing(name, web, tmp_path, capsys):
     expected = SITES[name](web)
     out = tmp_path / name
-    assert cli("--source", name, "--out", str(out), "--base-url", web.url, "--delay", "0.01", "-q") == 0
+    assert cli("--source", name, "--out", str(out), "--base-url", web.url, "--delay", "0.01", "-q", *ACK.get(name, ())
+               ) == 0
     assert f"{name}: fetched {expected['cases']} case(s)" in capsys.readouterr().out
     m, d = build(name, out, tmp_path)
     frontal = m[m.source == name]
@@ -59,7 +62,8 @@ def test_fetch_builds_a_manifest_and_a_rerun_downloads_nothing(name, web, tmp_pa
     assert {e["outcome"] for e in log} >= {"ok", "downloaded"}
 
     before = len(web.hits)
-    assert cli("--source", name, "--out", str(out), "--base-url", web.url, "--delay", "0.01", "-q") == 0
+    assert cli("--source", name, "--out", str(out), "--base-url", web.url, "--delay", "0.01", "-q", *ACK.get(name, ())
+               ) == 0
     assert web.hits[before:] == []  # images complete, pages replayed from the cache
     assert "already complete" in capsys.readouterr().out
 
@@ -67,7 +71,7 @@ def test_fetch_builds_a_manifest_and_a_rerun_downloads_nothing(name, web, tmp_pa
 def test_a_case_with_only_ct_is_recorded_and_dropped_as_not_xray(web, tmp_path):
     radiopaedia_site(web)
     out = tmp_path / "rp"
-    report = fetch_source("radiopaedia", out, base_url=web.url, config=FAST, progress=False)
+    report = fetch_source("radiopaedia", out, base_url=web.url, config=FAST, progress=False, **RP)
     assert report.ok and report.cases == 3
     case = json.loads((out / "cases" / "covid-19-ct-only-3.json").read_text())
     assert [i["status"] for i in case["images"]] == ["not_downloaded"]
@@ -93,10 +97,11 @@ def test_dry_run_limit_and_since(web, tmp_path):
 def test_every_failure_is_reported_and_the_rest_is_fetched(web, tmp_path, capsys):
     radiopaedia_site(web)
     web.add("/robots.txt", "User-agent: *\nDisallow: /cases/covid-19-ct-only-3\n", content_type="text/plain")
-    web.add("/images/10101/abc10101_big_gallery.jpeg", b"<html>login required</html>", content_type="image/jpeg")
-    del web.routes["/images/20101/abc20101_big_gallery.jpeg"]  # 404
+    web.add("/images/10101/abc10101.png", b"<html>login required</html>", content_type="image/png")
+    del web.routes["/images/20101/abc20101.png"]  # 404
     out = tmp_path / "rp"
-    code = cli("--source", "radiopaedia", "--out", str(out), "--base-url", web.url, "--delay", "0.01", "-q")
+    code = cli("--source", "radiopaedia", "--out", str(out), "--base-url", web.url, "--delay", "0.01", "-q",
+               *ACK["radiopaedia"])
     printed = capsys.readouterr().out
     assert code == 1
     assert "FAILED 3" in printed and "not an image" in printed and "HTTP 404" in printed and "robots.txt" in printed
@@ -110,20 +115,22 @@ def test_every_failure_is_reported_and_the_rest_is_fetched(web, tmp_path, capsys
 def test_a_changed_case_page_is_a_parse_error_naming_url_and_element(web, tmp_path):
     radiopaedia_site(web)
     web.add("/cases/covid-19-pneumonia-2",
-            radiopaedia_case("COVID-19 pneumonia", "45 years", "Female", [201], "2020-04-02")
-            .replace("data-study-id", "data-study"))
-    report = fetch_source("radiopaedia", tmp_path / "rp", base_url=web.url, config=FAST, progress=False)
+            radiopaedia_case("COVID-19 pneumonia", "45 years", "Female", [201], "2 Apr 2020", "2024")
+            .replace("view-fullscreen-link", "view-link"))
+    report = fetch_source("radiopaedia", tmp_path / "rp", base_url=web.url, config=FAST, progress=False, **RP)
     assert not report.ok and report.cases == 2
     (url, why), = report.failed
-    assert url.endswith("/cases/covid-19-pneumonia-2") and "data-study-id" in why and "layout" in why
+    assert url.endswith("/cases/covid-19-pneumonia-2") and "layout" in why
+    assert all(s in why for s in ("view-fullscreen-link", "main-study-desc", "data-study-id"))
 
 
 def test_a_changed_listing_page_is_reported_and_earlier_pages_kept(web, tmp_path):
-    eurorad_site(web)
-    web.add("/advanced-search?search=COVID-19&page=1", "<html><body><div class='results-v2'></div></body></html>")
-    report = fetch_source("eurorad", tmp_path / "er", base_url=web.url, config=FAST, progress=False)
+    sirm_site(web)
+    web.add("/category/senza-categoria/covid-19/page/2/", "<html><body><div class='results-v2'></div></body></html>")
+    report = fetch_source("sirm", tmp_path / "s", base_url=web.url, config=FAST, progress=False)
     assert report.cases == 2 and len(report.failed) == 1
-    assert "page=1" in report.failed[0][0] and "results list" in report.failed[0][1]
+    assert "page/2" in report.failed[0][0] and "post entries" in report.failed[0][1]
+    assert "td_module_19" in report.failed[0][1]
 
 
 def test_dotdot_in_urls_and_slugs_never_leaves_the_output_folder(web, tmp_path):

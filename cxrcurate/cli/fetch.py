@@ -53,7 +53,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         config.delay = max(args.delay, 0.0)
     report = fetch_source(args.source, args.out, limit=args.limit, since=args.since, dry_run=args.dry_run,
                           base_url=args.base_url, config=config, progress=not args.quiet, method=args.method,
-                          commit=args.commit)
+                          commit=args.commit, accept_terms=tuple(n.strip().lower() for n in args.accept_terms or ()))
     print(report.summary())
     print(f"request log: {Path(args.out) / 'fetch-log.jsonl'}")
     return 0 if report.ok else 1
@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "so a re-run replays them); GitHub sources at a recorded commit; sources behind a login "
                     "explain how to get them, and --check verifies the result.")
     f.add_argument("--source", required=True, metavar="NAME",
-                   help="radiopaedia, sirm, eurorad, cohen, hannover, covid-cxnet, figure1, actualmed, "
-                        "nih-cxr14, kermany, shenzhen, montgomery")
+                   help="radiopaedia (needs --accept-terms radiopaedia), sirm, eurorad, cohen, hannover, covid-cxnet, "
+                        "figure1, actualmed, shenzhen, montgomery, nih-cxr14, kermany")
     f.add_argument("--out", type=Path, metavar="DIR", help="the source folder to fill (e.g. raw/sirm)")
     f.add_argument("--limit", type=_positive, metavar="N", help="stop after N cases (web sites)")
     f.add_argument("--since", type=_date, metavar="DATE", help="only cases published on or after DATE (YYYY-MM-DD)")
@@ -77,7 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="read listing and case pages, say what would be downloaded, download no image")
     f.add_argument("--check", type=Path, metavar="PATH",
                    help="verify a manual download at PATH (counts, names) and say what is missing")
-    f.add_argument("--delay", type=float, metavar="SECONDS", help="seconds between requests to a host (default 1)")
+    f.add_argument("--delay", type=float, metavar="SECONDS",
+                   help="seconds between requests to a host (default 1; web sites have their own minimum: "
+                        "radiopaedia 4, eurorad 5, sirm 2, which --delay can raise but not lower)")
+    f.add_argument("--accept-terms", action="append", metavar="NAME",
+                   help="say that you have read the terms of use of source NAME and take responsibility for following "
+                        "them; needed for radiopaedia, whose terms restrict automated download")
     f.add_argument("--refresh", action="store_true", help="ignore cached pages and ask the site again")
     f.add_argument("--method", choices=["archive", "git"], default="archive",
                    help="GitHub sources: the codeload zip (default) or a depth-1 git fetch of the same commit")

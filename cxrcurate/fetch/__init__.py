@@ -14,15 +14,16 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UnknownSourceError, did_you_mean
-from ..sources import ManualDownload, Repository, Scraped, fetch_records
+from ..errors import TermsNotAccepted, UnknownSourceError, did_you_mean
+from ..sources import DirectDownload, ManualDownload, Repository, Scraped, fetch_records
 
 if TYPE_CHECKING:
     from .base import FetchReport
     from .http import HttpConfig
     from .manual import CheckResult
 
-KINDS = {"scraped": Scraped, "repository": Repository, "manual": ManualDownload}
+KINDS = {"scraped": Scraped, "repository": Repository, "manual": ManualDownload, "direct": DirectDownload}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def fetchable() -> tuple[str, ...]:
@@ -31,7 +32,7 @@ def fetchable() -> tuple[str, ...]:
 
 
 def fetch_kind(name: str) -> str:
-    """``scraped``, ``repository`` or ``manual`` for a source name.
+    """``scraped``, ``repository``, ``manual`` or ``direct`` for a source name.
 
     Raises:
         UnknownSourceError: with the closest names ("did you mean ...?").
@@ -43,9 +44,36 @@ def fetch_kind(name: str) -> str:
     raise UnknownSourceError(did_you_mean(name, fetchable(), "fetchable source"))
 
 
+def is_local(base_url: str | None) -> bool:
+    """True when ``base_url`` points at this machine (a local copy of a site: tests, mirrors)."""
+    from urllib.parse import urlsplit
+
+    return bool(base_url) and urlsplit(base_url).hostname in LOCAL_HOSTS
+
+
+def terms_notice(name: str) -> str | None:
+    """What a scraped source's terms say about automated download, its alternative and how to acknowledge them;
+    None when its terms ask for no acknowledgement."""
+    spec = fetch_records(Scraped).get(name)
+    if spec is None or not spec.requires_ack:
+        return None
+    return (f"{name}: {spec.terms} ({spec.terms_url}).\n"
+            + (f"  Consider {spec.alternative}.\n" if spec.alternative else "")
+            + f"  To fetch anyway, slowly (at least {spec.delay:g} s between requests), add --accept-terms {name} "
+              f"to say that you have read the terms and take responsibility for following them.")
+
+
+def site_delay(spec: Scraped, requested: float | None, base_url: str | None) -> float:
+    """Seconds between requests for a scraped site: at least the site's own minimum, unless it is a local copy."""
+    if requested is not None and is_local(base_url):
+        return requested
+    return max(requested or 0.0, spec.delay)
+
+
 def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since: dt.date | None = None,
                  dry_run: bool = False, base_url: str | None = None, config: HttpConfig | None = None,
-                 progress: bool = True, method: str = "archive", commit: str | None = None) -> FetchReport:
+                 progress: bool = True, method: str = "archive", commit: str | None = None,
+                 accept_terms: tuple[str, ...] = ()) -> FetchReport:
     """Fetch source ``name`` into ``out`` and report what happened (failures included, never silently dropped).
 
     Args:
@@ -60,9 +88,12 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
         progress: show a progress bar.
         method: ``archive`` or ``git`` for repository sources.
         commit: a commit other than the recorded one, for repository sources.
+        accept_terms: source names whose restrictive terms the user has read and accepts (``--accept-terms``);
+            a scraped source whose record ``requires_ack`` is refused without its name here.
 
     Raises:
         ManualDownloadRequired: the source needs a person (the message says where and how).
+        TermsNotAccepted: the site's terms restrict automated download and ``accept_terms`` does not name it.
         UnknownSourceError: not a fetchable source.
     """
     import dataclasses
@@ -77,7 +108,11 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
         from .manual import manual_download
 
         raise manual_download(key, out)
+    if kind == "scraped" and (notice := terms_notice(key)) and key not in accept_terms:
+        raise TermsNotAccepted(notice)
     cfg = dataclasses.replace(config or HttpConfig())
+    if kind == "scraped":
+        cfg.delay = site_delay(fetch_records(Scraped)[key], cfg.delay if config is not None else None, base_url)
     cfg.cache_dir = cfg.cache_dir or out / ".cache" / "http"
     cfg.log_path = cfg.log_path or out / "fetch-log.jsonl"
     options = FetchOptions(limit=limit, since=since, dry_run=dry_run, progress=progress)
@@ -90,6 +125,10 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
             if limit is not None or since is not None:
                 report.notes.append("--limit and --since apply to web sites only; the whole repository is fetched")
             return report
+        if kind == "direct":
+            from .direct import fetch_direct
+
+            return fetch_direct(key, out, client, options, base_url=base_url)
         module, cls_name = fetch_records(Scraped)[key].scraper.split(":")
         scraper_cls = getattr(importlib.import_module(f"{__name__}.sites.{module}"), cls_name)
         return run_scraper(scraper_cls(client, base_url), out, options)

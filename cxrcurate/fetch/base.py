@@ -146,8 +146,9 @@ class Scraper(ABC):
         """
 
     @abstractmethod
-    def fetch_case(self, ref: CaseRef) -> Case:
-        """Fetch the page(s) of one case and parse them.
+    def fetch_case(self, ref: CaseRef) -> Case | str:
+        """Fetch the page(s) of one case and parse them; a string instead says why ``ref`` is not a case to keep
+        (Eurorad's enumeration meets ids that are not cases, or cases on other topics).
 
         Raises:
             ParseError, FetchError: as for ``discover``.
@@ -325,6 +326,9 @@ def run_scraper(scraper: Scraper, out: str | os.PathLike, options: FetchOptions)
 
 def _one_case(scraper: Scraper, ref: CaseRef, out: Path, options: FetchOptions, report: FetchReport) -> None:
     case = scraper.fetch_case(ref)
+    if isinstance(case, str):
+        report.skipped[case] += 1
+        return
     published = parse_date(case.published)
     if options.since and published and published < options.since:
         report.skipped[f"case published before {options.since}"] += 1
@@ -341,6 +345,16 @@ def _one_case(scraper: Scraper, ref: CaseRef, out: Path, options: FetchOptions, 
     _write_json(safe_join(out, "cases", f"{case.case_id}.json"), data)
 
 
+def check_layout(source: str, out: Path, report: FetchReport) -> None:
+    """Ask the loader whether the folder has its layout, so a moved folder upstream is reported now."""
+    from ..sources import get_source
+
+    try:
+        next(iter(get_source(source)(out).parse()), None)
+    except CxrcurateError as exc:
+        report.fail(str(out), f"fetched, but the {source} loader cannot read it: {exc}")
+
+
 def case_id_from(text: str) -> str:
     """A case id for file names from a slug or number the site uses (``covid-19-pneumonia-12``).
 
@@ -353,4 +367,5 @@ def case_id_from(text: str) -> str:
 
 
 __all__ = ["Case", "CaseRef", "FetchOptions", "FetchReport", "Image", "Scraper", "run_scraper", "parse_date",
-           "write_source_record", "case_id_from", "iso_date", "DownloadError", "LISTING_MAX_AGE", "SOURCE_RECORD"]
+           "write_source_record", "check_layout", "case_id_from", "iso_date", "DownloadError", "LISTING_MAX_AGE",
+           "SOURCE_RECORD"]

@@ -219,6 +219,15 @@ def _stream_to(resp: requests.Response, part: Path, offset: int, max_bytes: int,
             fh.write(chunk)
 
 
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _verify(part: Path, url: str, sha256: str | None, check: Callable[[Path], object] | None) -> None:
     if sha256:
         digest = hashlib.sha256()

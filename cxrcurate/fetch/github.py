@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import Repository, fetch_records
-from .base import SOURCE_RECORD, FetchOptions, FetchReport, write_source_record
-from .download import download, extract_archive, remove_tree
+from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, write_source_record
+from .download import download, extract_archive, file_sha256, remove_tree
 from .http import HttpClient
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,23 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
     if options.dry_run:
         report.notes.append(f"would fetch {url} (commit {sha}) into {out}")
         return report
-    fetched = _git_fetch(url, sha, out, report) if method == "git" else _archive_fetch(client, url, out, report)
+    expected = repo.sha256 if sha == repo.commit else None
+    fetched = (_git_fetch(url, sha, out, report) if method == "git"
+               else _archive_fetch(client, url, out, report, expected))
     if fetched:  # refused archive members are failures in the report, but the rest is this commit
-        write_source_record(out, source, f"{GITHUB}/{repo.repo}", commit=sha, method=method)
-        _check_layout(source, out, report)
+        digest = {"archive_sha256": fetched} if isinstance(fetched, str) else {}
+        write_source_record(out, source, f"{GITHUB}/{repo.repo}", commit=sha, method=method, **digest)
+        check_layout(source, out, report)
     return report
 
 
-def _archive_fetch(client: HttpClient, url: str, out: Path, report: FetchReport) -> bool:
+def _archive_fetch(client: HttpClient, url: str, out: Path, report: FetchReport, sha256: str | None) -> str | bool:
+    """Download and extract the codeload zip; its sha256 (checked when the record has one) or False."""
     tmp = out / ".cxrcurate-download"
     archive = tmp / (url.rstrip("/").rsplit("/", 1)[-1] + ".zip")
     try:
-        download(client, url, archive, max_bytes=ARCHIVE_MAX_BYTES)
+        download(client, url, archive, max_bytes=ARCHIVE_MAX_BYTES, sha256=sha256)
+        digest = file_sha256(archive)
         result = extract_archive(archive, out, strip=1)
     except CxrcurateError as exc:
         report.fail(url, str(exc))
@@ -98,9 +103,10 @@ def _archive_fetch(client: HttpClient, url: str, out: Path, report: FetchReport)
     from ..imageio import is_image_name
 
     report.images = sum(is_image_name(p.name) for p in result.files)
-    report.notes.append(f"{len(result.files)} files extracted")
+    report.notes.append(f"{len(result.files)} files extracted; archive sha256 {digest}"
+                        + (" (verified)" if sha256 else " (recorded in .cxrcurate-source.json)"))
     remove_tree(tmp)
-    return True
+    return digest
 
 
 def _git_fetch(url: str, sha: str, out: Path, report: FetchReport) -> bool:
@@ -123,13 +129,3 @@ def _git_fetch(url: str, sha: str, out: Path, report: FetchReport) -> bool:
 
     report.images = sum(is_image_name(p.name) for p in out.rglob("*") if ".git" not in p.parts)
     return True
-
-
-def _check_layout(source: str, out: Path, report: FetchReport) -> None:
-    """Ask the loader whether the folder has its layout, so a moved folder upstream is reported now."""
-    from ..sources import get_source
-
-    try:
-        next(iter(get_source(source)(out).parse()), None)
-    except CxrcurateError as exc:
-        report.fail(str(out), f"fetched, but the {source} loader cannot read it: {exc}")

@@ -28,7 +28,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
-from ..errors import FetchError, HttpStatusError, ResponseTooLarge, RobotsDisallowed
+from ..errors import BotChallenge, FetchError, HttpStatusError, ResponseTooLarge, RobotsDisallowed
+from .challenge import challenge_reason, is_html
 from .pagecache import Page, PageCache
 from .robots import disallow_all, parse_robots
 
@@ -156,7 +157,7 @@ class PoliteAdapter(HTTPAdapter):
                     time.sleep(wait)
                     continue
                 gate.touch()
-            if resp.status_code in RETRY_STATUSES and attempt < c.config.retries:
+            if resp.status_code in RETRY_STATUSES and attempt < c.config.retries and not _challenge_of(resp):
                 asked = retry_after_seconds(resp.headers.get("Retry-After"))
                 if asked is None or asked <= c.config.max_wait:
                     wait = max(asked, 0.0) if asked is not None else c.backoff(attempt)
@@ -245,6 +246,9 @@ class HttpClient:
         if resp.status_code >= 500:
             log.warning("%s answered %d: not crawling %s", robots_url, resp.status_code, parts.netloc)
             return disallow_all(robots_url)
+        if resp.status_code in (401, 403):  # a site that forbids reading its rules forbids crawling (as Google does)
+            log.warning("%s answered %d: not crawling %s", robots_url, resp.status_code, parts.netloc)
+            return disallow_all(robots_url)
         if resp.status_code >= 400:
             return None  # no robots.txt: everything allowed
         rp, delay = parse_robots(robots_url, body.decode("utf-8", errors="replace"), self.config.user_agent)
@@ -307,6 +311,10 @@ class HttpClient:
                     time.sleep(self.backoff(attempt))
                     continue
                 page = Page(url, resp.url, resp.status_code, resp.headers.get("Content-Type", ""), body)
+            if is_html(page.content_type) and (why := challenge_reason(resp.headers, body)):
+                self.log_event(url=url, outcome="challenge", status=page.status, error=why)
+                raise BotChallenge(f"{url}: the site answered with a {why} instead of the page; cxrcurate does not "
+                                   f"solve or retry these. Fetch later, or get the data another way.", url, page.status)
             if self.cache is not None:
                 self.cache.put(page)
             return page
@@ -336,8 +344,23 @@ def raise_for_status(resp: requests.Response, url: str) -> None:
     """
     if resp.status_code < 400:
         return
+    if why := _challenge_of(resp):
+        raise BotChallenge(f"{url}: HTTP {resp.status_code}: the site answered with a {why}; cxrcurate does not solve "
+                           f"or retry these. Fetch later, or get the data another way.", url, resp.status_code)
     hint = f" (Retry-After: {resp.headers['Retry-After']})" if "Retry-After" in resp.headers else ""
     raise HttpStatusError(f"{url}: HTTP {resp.status_code} {resp.reason or ''}{hint}".rstrip(), url, resp.status_code)
+
+
+def _challenge_of(resp: requests.Response) -> str | None:
+    """The bot-challenge reason of an error response (read when small and HTML), remembered on the response."""
+    if resp.status_code not in (403, 429, 503) or not is_html(resp.headers.get("Content-Type")):
+        return None
+    if not hasattr(resp, "_cxrcurate_challenge"):
+        declared = resp.headers.get("Content-Length", "")
+        small = not declared or (declared.isdigit() and int(declared) <= 2 * 2**20)
+        body = resp.content[: 2 * 2**20] if small else b""
+        resp._cxrcurate_challenge = challenge_reason(resp.headers, body)  # type: ignore[attr-defined]
+    return resp._cxrcurate_challenge  # type: ignore[attr-defined]
 
 
 def read_capped(resp: requests.Response, max_bytes: int, url: str) -> bytes:

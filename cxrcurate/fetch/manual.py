@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CxrcurateError, ManualDownloadRequired
-from ..sources import ManualDownload, fetch_records, get_source
+from ..sources import DirectDownload, ManualDownload, fetch_records, get_source
 from ..sources.base import Dropped, Record
 
 
@@ -43,7 +43,8 @@ class CheckResult:
 def check_download(source: str, path: str | Path) -> CheckResult:
     """Verify a manual download: the layout, the image count per label, and files or rows the loader left out.
 
-    Works for any registered source; counts are compared only where its ``ManualDownload`` records them.
+    Works for any registered source; counts are compared only where its ``ManualDownload`` or ``DirectDownload``
+    records them.
     """
     cls = get_source(source)
     lines: list[str] = []
@@ -57,7 +58,7 @@ def check_download(source: str, path: str | Path) -> CheckResult:
     lines.append(f"{source} at {path}: {len(records):,} images ("
                  + ", ".join(f"{k} {v:,}" for k, v in sorted(labels.items())) + f"), {len(dropped):,} left out")
     ok = True
-    info = manual_sources().get(source)
+    info = manual_sources().get(source) or fetch_records(DirectDownload).get(source)
     if info is not None:
         if len(records) != info.images:
             ok = False

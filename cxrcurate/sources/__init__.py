@@ -12,10 +12,10 @@ import pkgutil
 from typing import TypeVar
 
 from ..errors import UnknownSourceError, did_you_mean
-from .base import Dropped, ManualDownload, Record, Repository, Scraped, Source
+from .base import DirectDownload, Dropped, ManualDownload, Record, Repository, Scraped, Source
 
-__all__ = ["Source", "Record", "Dropped", "Repository", "ManualDownload", "Scraped", "register", "get_source",
-           "list_sources", "fetch_records", "dedup_preference"]
+__all__ = ["Source", "Record", "Dropped", "Repository", "ManualDownload", "Scraped", "DirectDownload", "register",
+           "get_source", "list_sources", "fetch_records", "dedup_preference"]
 
 _HELPERS = {"base", "casejson"}  # modules without a source of their own
 _REGISTRY: dict[str, type[Source]] = {}
@@ -54,11 +54,11 @@ def get_source(name: str) -> type[Source]:
     raise UnknownSourceError(did_you_mean(name, known, "source"))
 
 
-F = TypeVar("F", Repository, ManualDownload, Scraped)
+F = TypeVar("F", Repository, ManualDownload, Scraped, DirectDownload)
 
 
 def fetch_records(kind: type[F]) -> dict[str, F]:
-    """The sources fetched as ``kind`` (``Repository``, ``ManualDownload`` or ``Scraped``), by name."""
+    """The sources fetched as ``kind`` (``Repository``, ``ManualDownload``, ``Scraped``, ``DirectDownload``)."""
     return {name: cls.fetch for name, cls in list_sources().items() if isinstance(cls.fetch, kind)}
 
 

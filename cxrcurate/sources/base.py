@@ -71,6 +71,7 @@ class Repository:
     repo: str
     commit: str
     note: str = ""
+    sha256: str | None = None  # of the codeload zip at ``commit``, once recorded; checked when set
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,47 @@ class ManualDownload:
 
 @dataclass(frozen=True)
 class Scraped:
-    """Scraped case by case from a web site by ``cxrcurate.fetch.sites.<module>.<cls>`` (``"module:Class"``)."""
+    """Scraped case by case from a web site by ``cxrcurate.fetch.sites.<module>.<cls>`` (``"module:Class"``).
+
+    Attributes:
+        scraper: ``"module:Class"`` in ``cxrcurate.fetch.sites``.
+        delay: the least seconds between two requests to the real site (``--delay`` may raise it, never lower it
+            except for a local copy on 127.0.0.1); other scrapers of these sites wait 2-10 s.
+        terms_url: the site's terms of use.
+        terms: what the terms say about automated download, when they restrict it; with ``requires_ack`` the
+            fetch refuses to start until the user names the source in ``--accept-terms``.
+        requires_ack: the terms restrict automated download: an explicit acknowledgement is needed.
+        alternative: where the same cases can be had without scraping (shown with the terms).
+    """
 
     scraper: str
+    delay: float = 2.0
+    terms_url: str | None = None
+    terms: str | None = None
+    requires_ack: bool = False
+    alternative: str | None = None
 
 
-FetchSpec = Repository | ManualDownload | Scraped
+@dataclass(frozen=True)
+class DirectDownload:
+    """One archive behind a plain URL (no login): downloaded, its sha256 checked, extracted into the source folder.
+
+    ``sha256`` is the publisher's digest of the archive. None means no published digest was found: the download
+    is not verified, the digest it had is recorded in ``.cxrcurate-source.json`` and printed, and ``sha256_note``
+    says why. ``images`` and ``by_label`` are the published counts ``--check`` compares with.
+    """
+
+    url: str
+    what: str
+    sha256: str | None
+    images: int
+    by_label: dict[str, int] = field(default_factory=dict)
+    sha256_note: str = ""
+    strip: int = 0
+    terms: str = ""
+
+
+FetchSpec = Repository | ManualDownload | Scraped | DirectDownload
 
 
 class Source(ABC):

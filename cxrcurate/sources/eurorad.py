@@ -20,4 +20,4 @@ class Eurorad(CaseFolderSource):
     title = "Eurorad cases (scraped by cxrcurate fetch)"
     homepage = "https://www.eurorad.org"
     license = "CC BY-NC-SA 4.0"
-    fetch = Scraped("eurorad:Eurorad")
+    fetch = Scraped("eurorad:Eurorad", delay=5.0, terms_url="https://www.eurorad.org/")

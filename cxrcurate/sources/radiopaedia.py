@@ -21,4 +21,10 @@ class Radiopaedia(CaseFolderSource):
     title = "Radiopaedia cases (scraped by cxrcurate fetch)"
     homepage = "https://radiopaedia.org"
     license = "CC BY-NC-SA 3.0 (unless the case states otherwise)"
-    fetch = Scraped("radiopaedia:Radiopaedia")
+    fetch = Scraped(
+        "radiopaedia:Radiopaedia", delay=4.0, terms_url="https://radiopaedia.org/terms",
+        terms="Radiopaedia's terms of use state that its content is not available for bulk download by an automated "
+              "script or robot, and the site answers automated clients with bot challenges",
+        requires_ack=True,
+        alternative="the Cohen collection (cxrcurate fetch --source cohen) already redistributes the Radiopaedia "
+                    "COVID-19 cases with their licenses")

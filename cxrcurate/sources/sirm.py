@@ -20,6 +20,6 @@ class Sirm(CaseFolderSource):
 
     name = "sirm"
     title = "SIRM COVID-19 case series (scraped by cxrcurate fetch)"
-    homepage = "https://sirm.org/category/senza-categoria/covid-19/"
+    homepage = "https://www.sirm.org/category/senza-categoria/covid-19/"
     license = "not stated by SIRM (check reuse terms with SIRM)"
-    fetch = Scraped("sirm:Sirm")
+    fetch = Scraped("sirm:Sirm", delay=2.0, terms_url="https://www.sirm.org/")

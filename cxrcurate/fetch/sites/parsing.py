@@ -8,7 +8,8 @@ which URL and which element (``ParseError``) instead of returning an empty resul
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from bs4 import BeautifulSoup, Tag
 
@@ -40,6 +41,27 @@ def require(node: Any, url: str, expected: str, site: str) -> Tag:
     if not isinstance(node, Tag):
         raise layout_error(url, expected, site)
     return node
+
+
+T = TypeVar("T")
+
+
+def first_yield(doc: Any, strategies: Sequence[tuple[str, Callable[[Any], T]]], url: str, what: str,
+                site: str) -> tuple[T, str]:
+    """The result of the first strategy that finds something, and that strategy's name.
+
+    Sites change their markup; each strategy reads one known layout (newest first, as the evidence dates them),
+    so a page in any known layout parses and only a page in none of them is an error.
+
+    Raises:
+        ParseError: no strategy found anything (names the URL, ``what`` and every selector tried).
+    """
+    for name, strategy in strategies:
+        found = strategy(doc)
+        if found:
+            return found, name
+    tried = "; ".join(name for name, _ in strategies)
+    raise layout_error(url, f"{what} (tried: {tried})", site)
 
 
 def text_of(node: Tag | None) -> str | None:
@@ -121,7 +143,7 @@ def image_url_of(node: Tag) -> str | None:
     img = node if node.name == "img" else node.find("img")
     if not isinstance(img, Tag):
         return None
-    for attr in ("data-orig-file", "data-large-file", "data-src", "src"):
+    for attr in ("data-orig-file", "data-large-file", "data-src", "data-lazy-src", "data-img-url", "src"):
         value = img.get(attr)
         if value and not str(value).startswith("data:"):
             return str(value)
