@@ -174,3 +174,32 @@ def test_summarise_reports_per_class_and_source_and_counts_missing_masks():
     assert s["overall"]["lung_share_mean"] == pytest.approx(0.5) and s["overall"]["pointing_hit_rate"] == 0.5
     assert s["by_class"]["covid19"]["lung_share_mean"] == 0.0 and s["by_source"]["s1"]["pointing_hit_rate"] == 1.0
     assert s["mask_kinds"] == {"unet": 2, "none": 1}
+
+
+def test_the_cascade_is_explained_by_the_stage_that_decided():
+    from cxrcurate.bench.runio import HierarchicalScores
+    from cxrcurate.models.ladder import BaseCNN
+
+    torch.manual_seed(0)
+    s1, s2 = BaseCNN(1, 32), BaseCNN(1, 32)
+    with torch.no_grad():  # stage 1 says pneumonia exactly when the top half is bright
+        s1.head[-1].bias.fill_(0.0)
+    model = HierarchicalScores(s1, s2, (0, 1, 2)).eval()
+    g = torch.Generator().manual_seed(1)
+    xs = torch.randn(12, 3, 32, 32, generator=g)
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(xs)
+
+        def __getitem__(self, i):
+            return xs[i], i % 3, f"img{i}"
+
+    pred, stage = model.decide(xs)
+    assert set(np.unique(stage)) <= {1, 2} and np.all((stage == 1) == (pred == 0))
+    opts = AttributionOptions(methods=("gradcam", "ig"), ig_steps=4, batch_size=4)
+    rows, maps, info = attribute_dataset(model, DS(), torch.zeros(1, 3, 1, 1), opts, "cpu")
+    assert list(rows["decided_by"]) == list(stage) and list(rows["predicted"]) == list(pred)
+    assert len(maps) == 2 * len(xs) and all(m.shape == (32, 32) for m in maps.values())
+    assert info["explained_by"] == "the stage that decided each image"
+    assert set(info["gradcam_layer"]) == {f"stage{k}" for k in np.unique(stage)}

@@ -232,6 +232,8 @@ def attribute_dataset(model: nn.Module, ds: Any, black: torch.Tensor, options: A
     """
     from ..bench.runio import batches
 
+    if hasattr(model, "decide"):
+        return _attribute_cascade(model, ds, black, options, device, keep)
     attributor: Attributor | None = None
     rows, maps = [], {}
     for x, y, ids in batches(ds, options.batch_size):
@@ -250,6 +252,44 @@ def attribute_dataset(model: nn.Module, ds: Any, black: torch.Tensor, options: A
     info = {"gradcam_layer": attributor.layer_name if attributor else None,
             "gradcam_map": list(attributor.gradcam_map) if attributor and attributor.gradcam_map else None,
             "baseline": options.baseline}
+    return pd.DataFrame(rows), maps, info
+
+
+def _attribute_cascade(model: nn.Module, ds: Any, black: torch.Tensor, options: AttributionOptions, device: Any,
+                       keep: set[str] | None) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray], dict[str, Any]]:
+    """``attribute_dataset`` for the hierarchical rung: each image is explained by the stage that decided it
+    (stage 1 for normal, stage 2 for COVID-19 and other pneumonia), for the class that stage chose."""
+    from ..bench.runio import batches
+
+    covid = model.order[2]
+    stages = model.stages()
+    attributors: dict[int, Attributor] = {}
+    rows, maps = [], {}
+    for x, y, ids in batches(ds, options.batch_size):
+        x = x.to(device)
+        pred, stage = model.decide(x)
+        with torch.no_grad():
+            p_max = torch.softmax(model(x).float(), dim=1).max(dim=1).values.cpu().numpy()
+        rows += [{"image_id": i, "target": int(t), "predicted": int(p), "p_max": float(pm), "decided_by": int(k)}
+                 for i, t, p, pm, k in zip(ids, y, pred, p_max, stage, strict=True)]
+        for k in (1, 2):
+            sel = np.flatnonzero(stage == k)
+            if not len(sel):
+                continue
+            xs = x[torch.as_tensor(sel, device=x.device)]
+            if k not in attributors:
+                attributors[k] = Attributor(stages[k - 1], black, options, xs)
+            # stage 1 scores (normal, pneumonia); stage 2 scores (other pneumonia, COVID-19)
+            target = [0] * len(sel) if k == 1 else [int(pred[i] == covid) for i in sel]
+            sel_ids = [ids[i] for i in sel]
+            for method in options.methods:
+                for image_id, m in zip(sel_ids, attributors[k](method, xs, target, sel_ids), strict=True):
+                    if keep is None or image_id in keep:
+                        maps[(image_id, method)] = m
+    first = attributors.get(2) or attributors.get(1)
+    info = {"gradcam_layer": {f"stage{k}": a.layer_name for k, a in attributors.items()},
+            "gradcam_map": list(first.gradcam_map) if first and first.gradcam_map else None,
+            "baseline": options.baseline, "explained_by": "the stage that decided each image"}
     return pd.DataFrame(rows), maps, info
 
 

@@ -52,10 +52,9 @@ class ClassScores(nn.Module):
 
 
 class HierarchicalScores(nn.Module):
-    """The two-stage rung as one network: log of the combined probabilities (as ``_hierarchical`` combines them).
-
-    Grad-CAM of this network hooks stage 2 (the later of the two in execution order), the stage that tells COVID-19
-    from other pneumonia.
+    """The two-stage rung as one network: log of the soft products (the scores its ROC AUC ranks by), and
+    ``decide`` for the hard cascade's class and the stage that decided it (attributions explain that stage:
+    ``stages()`` gives each stage as a ``ClassScores``).
     """
 
     def __init__(self, stage1: nn.Module, stage2: nn.Module, order: tuple[int, int, int]) -> None:
@@ -70,6 +69,20 @@ class HierarchicalScores(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([pooled_features(self.stage1, x), pooled_features(self.stage2, x)], dim=1)
+
+    @torch.no_grad()
+    def decide(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(class index, deciding stage 1|2)`` per image: stage 1 says normal or pneumonia; only then stage 2
+        says COVID-19 or other pneumonia (``bench.run.cascade``)."""
+        p1 = torch.sigmoid(self.stage1(x).float())[:, 0].cpu().numpy()
+        p2 = torch.sigmoid(self.stage2(x).float())[:, 0].cpu().numpy()
+        normal, pneu, covid = self.order
+        pred = np.where(p1 < 0.5, normal, np.where(p2 >= 0.5, covid, pneu))
+        return pred, np.where(p1 < 0.5, 1, 2)
+
+    def stages(self) -> tuple[ClassScores, ClassScores]:
+        """Stage 1 (scores normal, pneumonia) and stage 2 (scores other pneumonia, COVID-19) as ``ClassScores``."""
+        return ClassScores(self.stage1), ClassScores(self.stage2)
 
 
 def pooled_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
