@@ -71,7 +71,7 @@ def test_identity_is_the_originals(release, shared_data):
     assert (merged["file_bytes"].astype(str) == merged["original_bytes"]).all()
     assert (merged["width"].astype(str) == merged["original_width"]).all()
     assert (merged["height"].astype(str) == merged["original_height"]).all()
-    assert (merged["repository"] == merged["repo"]).all() and (merged["commit"] == merged["commit_y"]).all()
+    assert (merged["repository"] == merged["repo"]).all() and (merged["commit_x"] == merged["commit_y"]).all()
     # every ORIGINALS image of the open sources is in the release or in its dropped table with a reason
     dropped = set(pd.read_parquet(RELEASE / "open.dropped.parquet")["path"].dropna())
     accounted = set(release["path"]) | dropped

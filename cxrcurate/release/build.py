@@ -139,7 +139,7 @@ def build_open(data: Path, workers: int | None = None, progress: bool = True,
             u.split(":", 1)[1], u.split(":", 1)[1])), "split": df["split"],
         **{f: df[f] for f in FLAGS}, "quality": df["quality"],
     }).sort_values("image_id").reset_index(drop=True)
-    out["pixel_sha256"] = pd.Series([None] * len(out), dtype=object)
+    out["pixel_sha256"] = pd.Series([None] * len(out), dtype="string")
     out["phash"] = pd.Series([None] * len(out), dtype="UInt64")
 
     pairs = accepted.assign(image_a=accepted["image_a"].map(rename), image_b=accepted["image_b"].map(rename))

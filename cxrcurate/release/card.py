@@ -197,9 +197,8 @@ def render_card(folder: str | Path) -> str:
              "## Quality flags per source and label", "", _md(flags_by_source(df)), ""]
     scores = facts.get("flag_scores")
     if scores:
-        rows = [{"flag": f, **{k: v for k, v in s.items() if k in ("positives", "flagged", "tp", "fp", "fn",
-                                                                      "precision", "recall")}}
-                for f, s in scores.items() if isinstance(s, dict) and "tp" in s]
+        keys = ("positives", "flagged", "tp", "fp", "fn", "precision", "recall")
+        rows = [{"flag": f, **{k: s[k] for k in keys}} for f, s in scores.items() if isinstance(s, dict) and "tp" in s]
         parts += ["### Flag precision and recall on the eye-checked truth set", "",
                   f"{scores['truth_images']} images (`quality-truth.csv`, decided as `QUALITY-TRUTH.md` says). "
                   f"`flag_inverted`: real images as negatives ({scores['flag_inverted']['real_flagged']} flagged) and "
