@@ -3,7 +3,8 @@
 The public API, by stage of the data flow (fetch -> parse -> build -> dedup -> split -> datasets -> bench):
 ``fetch_source``; ``get_source``/``list_sources``; ``build_manifest``, ``read_manifest``/``write_manifest``;
 ``dedup_manifest`` (``cxrcurate.dedup.dedup`` on a DataFrame); ``make_split``/``leakage_report``;
-``ManifestDataset``/``to_hf_dataset``; ``run_bench``. Every error cxrcurate raises on purpose is a ``CxrcurateError``.
+``ManifestDataset``/``to_hf_dataset``; ``run_bench``; ``load_release`` (a published release as a DataFrame).
+Every error cxrcurate raises on purpose is a ``CxrcurateError``.
 
 ``import cxrcurate`` stays light: the names load on first use, and torch, datasets and OpenCV are imported only
 by the functions that need them.
@@ -33,12 +34,14 @@ _LAZY = {
     "run_bench": "cxrcurate.bench.run",
     "BenchOptions": "cxrcurate.bench.run",
     "CxrcurateError": "cxrcurate.errors",
+    "load_release": "cxrcurate.release",
 }
 
 __all__ = [
     "__version__", "read_manifest", "write_manifest", "load_frame", "select_rows", "build_manifest", "get_source",
     "list_sources", "fetch_source", "dedup_manifest", "DedupOptions", "make_split", "leakage_report",
     "ManifestDataset", "to_hf_dataset", "run_bench", "BenchOptions", "CxrcurateError",
+    "load_release",
 ]
 assert set(__all__) == {"__version__", *_LAZY}
 
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from .errors import CxrcurateError
     from .fetch import fetch_source
     from .manifest import load_frame, read_manifest, select_rows, write_manifest
+    from .release import load_release
     from .sources import get_source, list_sources
     from .splits import leakage_report, make_split
 

@@ -1,7 +1,8 @@
 """The ``cxrcurate`` command: one module per command group, one error handler.
 
 Command groups: ``data`` (sources, build-manifest, stats, dedup, split, leakage), ``fetch``, ``preprocess``
-(preprocess, show, train-lungs), ``bench`` (models, bench, pretrain-chexnet), ``audit`` (audit, report).
+(preprocess, show, train-lungs), ``bench`` (models, bench, pretrain-chexnet), ``audit`` (audit, report),
+``release`` (release build, verify, materialise).
 Subcommands import what they need when they run, so ``--help`` stays light.
 
 Exit codes: 0 success; 1 a data error or a failed check (leakage found, verification failed); 2 a usage error
@@ -22,7 +23,7 @@ EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import audit, bench, data, fetch, preprocess
+    from . import audit, bench, data, fetch, preprocess, release
 
     p = argparse.ArgumentParser(prog="cxrcurate", description="Honest manifests of public chest X-ray collections.")
     p.add_argument("--version", action="version", version=f"cxrcurate {__version__}")
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.register(sub)
     audit.register(sub)
     preprocess.register(sub)
+    release.register(sub)
     return p
 
 

@@ -59,13 +59,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from ..manifest import read_manifest
+    from ..release.verify import read_any
     from ..stats import duplicates_table, label_source_table, render
 
-    df = read_manifest(args.manifest)
+    df = read_any(args.manifest, read_manifest)
     print(render(label_source_table(df), args.format))
     if df["dup_group"].notna().any():
         print("\nduplicate groups shared by sources (dedup has run):" if args.format != "json" else "")
         print(render(duplicates_table(df), args.format))
+    if any(c.startswith("flag_") for c in df.columns):
+        from ..release.card import flags_by_source
+
+        print("\nquality flags per source and label (never used to drop a row):" if args.format != "json" else "")
+        print(render(flags_by_source(df), args.format))
     return 0
 
 
