@@ -207,3 +207,34 @@ def test_bench_cli_runs_leave_no_unit_on_two_sides_of_the_full_manifest(toy_mani
     assert main([*args[:-2], "--negatives", "normal,pneumonia", "--split-policy", "per-image", "--out",
                  str(tmp_path / "leaky")]) == 0
     assert main(["leakage", str(manifest), "--run", str(tmp_path / "leaky")]) == 1
+
+
+def test_lr_finder_falls_back_when_the_loss_never_falls():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from cxrcurate.bench.train import LR_FALLBACK, Loss, TrainConfig, class_weights, lr_range_test
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 3, 8, 8, generator=g)
+    y = torch.randint(0, 2, (128,), generator=g)  # random labels: nothing to learn, the loss stays at ln 2
+    ds = torch.utils.data.TensorDataset(x, y, torch.arange(128))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 1))
+    with torch.no_grad():
+        model[1].weight.zero_()
+    lr = lr_range_test(model, ds, Loss(class_weights(y.numpy(), 2), 0.0), TrainConfig(batch_size=32, workers=0),
+                       torch.device("cpu"), end=1e-3)
+    assert lr == LR_FALLBACK
+
+
+def test_base_cnn_starts_with_a_live_signal():
+    torch = pytest.importorskip("torch")
+    from cxrcurate.models.ladder import BaseCNN
+
+    torch.manual_seed(0)
+    model = BaseCNN(1, 64)
+    with torch.no_grad():
+        out = model(torch.randn(64, 3, 64, 64))
+        hidden = model.head[:3](model.features(torch.randn(64, 3, 64, 64)))
+    assert float(out.std()) > 0.05  # PyTorch's default init gave 5e-4: a constant, stuck at ln 2
+    assert int((hidden > 0).any(dim=0).sum()) >= 6

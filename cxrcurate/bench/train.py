@@ -133,6 +133,8 @@ def predict(model: nn.Module, ds: Dataset, cfg: TrainConfig, device: torch.devic
 
 
 LR_MIN, LR_MAX = 1e-5, 1e-2  # what ``lr_range_test`` may return for Adam
+LR_FALLBACK = 1e-3  # when the range test shows no descent at all (a flat loss has no meaningful minimum)
+MIN_DESCENT = 0.03  # the smoothed loss must fall by this share of its start for the test to count
 
 
 def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainConfig, device: torch.device,
@@ -142,7 +144,9 @@ def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainC
 
     The rate at the minimum is already at the edge of divergence and the steepest descent of a noisy curve can sit
     anywhere before it (on real CXRs it chose 0.11 for Adam, and training diverged), so the rule is the usual
-    "one decade below the minimum". The model's weights are restored afterwards.
+    "one decade below the minimum". When the smoothed loss never falls by ``MIN_DESCENT`` of its start (a network
+    sitting at ln 2 whatever the rate: the minimum of a flat, noisy curve is anywhere), the test says nothing and
+    ``LR_FALLBACK`` is used, with a warning. The model's weights are restored afterwards.
     """
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=start)
@@ -172,7 +176,11 @@ def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainC
     if len(losses) < 5:
         return LR_MIN
     finite = [(v, lr) for v, lr in zip(losses, lrs, strict=True) if math.isfinite(v)]
-    at_min = min(finite)[1]
+    low, at_min = min(finite)
+    if low > losses[0] * (1 - MIN_DESCENT):
+        log.warning("LR range test: the loss never fell (%.4f -> at best %.4f); using lr %.0e", losses[0], low,
+                    LR_FALLBACK)
+        return LR_FALLBACK
     chosen = float(min(max(at_min / 10, LR_MIN), LR_MAX))
     log.info("LR range test: loss minimum at %.2e -> lr %.2e (%d steps)", at_min, chosen, len(losses))
     return chosen
