@@ -45,9 +45,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Write the panel of one image: original, CLAHE, BEASF, lung mask, and the model's input."""
-    from ..manifest import load_frame, resolve_data_root
+    from ..manifest import check_output_file, load_frame, resolve_data_root, safe_path
     from ..preprocess.panel import write_panel
 
+    check_output_file(args.output, "-o")
     df = load_frame(args.manifest)
     hits = df[df["image_id"] == args.image_id]
     if hits.empty:
@@ -57,7 +58,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         raise CxrcurateError(f"no image_id {args.image_id!r} in {args.manifest}{hint}")
     root = resolve_data_root(df, args.data_root)
-    out = write_panel(root / hits.iloc[0]["path"], _config(args), args.output, title=args.image_id)
+    out = write_panel(safe_path(root, hits.iloc[0]["path"], args.image_id), _config(args), args.output,
+                      title=args.image_id)
     print(f"wrote {out}")
     return 0
 
