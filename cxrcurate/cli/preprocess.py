@@ -29,11 +29,13 @@ def _default_cache(manifest: Path) -> Path:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     """Fill the cache for every row of a manifest (resumable; a changed config gets a fresh folder)."""
+    from ..manifest import check_output_folder, load_frame
     from ..preprocess.cache import build_cache
 
     config = _config(args)
-    cache = args.cache or _default_cache(args.manifest)
-    result = build_cache(args.manifest, cache, config, data_root=args.data_root, workers=args.workers,
+    df = load_frame(args.manifest)
+    cache = check_output_folder(args.cache or _default_cache(args.manifest), "--cache")
+    result = build_cache(df, cache, config, data_root=args.data_root, workers=args.workers,
                          progress=not args.quiet)
     print(f"cache {result.folder} (config {result.config_hash}): {result.computed} computed, "
           f"{result.reused} already there, {result.failed} failed, {result.no_lungs} without lungs found "
