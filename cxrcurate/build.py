@@ -273,6 +273,12 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
             dropped.extend({"source": r["source"], "path": mask, "source_record": None, "reason": MASK_WITHOUT_IMAGE,
                             "detail": f"its image {r['path']} is unreadable"} for mask in r["mask_paths"] or [])
         else:
+            fp = dict(fp)
+            frames = fp.pop("frames", 1)
+            if frames > 1:  # noted, not silent: the manifest describes the first frame only
+                extra = {**json.loads(r["extra"] or "{}"), "frames": frames, "frame_used": 0}
+                r = {**r, "extra": json.dumps(extra, sort_keys=True, default=str)}
+                log.warning("%s: %d frames; only the first is used", r["path"], frames)
             kept.append({**r, **fp})
     import pandas as pd
 
