@@ -152,7 +152,7 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> DecodedImage:
             why = "the file is truncated"
         else:
             why = "the file is damaged or in an unsupported variant"
-        raise ImageDecodeError(f"{name}: cannot decode ({text}); {why}. Re-download it, or convert it to PNG "
+        raise ImageDecodeError(f"{name}: cannot decode ({text}); {why}: re-download it, or convert it to PNG "
                                "if it opens elsewhere") from exc
 
     mode = im.mode

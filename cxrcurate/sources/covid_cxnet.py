@@ -48,10 +48,10 @@ class CovidCXNet(Source):
         folder = self._image_dir()
         files, junk = self.scan(folder)
         numbered = [n for n in files if _NAME.match(n)]
-        if files and len(numbered) < len(files) / 2:
+        if files and len(numbered) < 0.1 * len(files):  # the real collection: all; the Cohen folder: 3 of 646
             raise SourceError(f"{self.name}: {self.root / folder} does not look like the COVID-CXNet collection: "
-                              f"expected files named by number (001.jpeg ... 900.jpg, 446p.jpg), found "
-                              f"{len(files) - len(numbered)} of {len(files)} other names, e.g. "
+                              "expected files named by number (001.jpeg ... 900.jpg, 446p.jpg), found "
+                              f"{len(numbered)} such names of {len(files)}, others e.g. "
                               f"{sorted(set(files) - set(numbered))[:3]}. Expected the layout:\n{self.layout}")
         meta = self.read_rows("metadata.csv", _REQUIRED) if (self.root / "metadata.csv").exists() else None
         yield from junk
