@@ -35,7 +35,7 @@ class _AgChung(Source):
 
     license = "not stated by the repository (images contributed to COVID-Net; see homepage)"
     metadata_files = ("metadata.csv",)
-    required: tuple[str, ...] = ("patientid", "finding", "view", "modality")
+    required: tuple[str, ...] = ("patientid", "finding")  # view and modality may be absent (unknown / x-ray)
 
     def file_key(self, row: dict) -> str:
         raise NotImplementedError
@@ -113,7 +113,7 @@ class Actualmed(_AgChung):
     fetch = Repository("agchung/Actualmed-COVID-chestxray-dataset", "27240dd8dec9454bc97f9f3c0c432ef434de2517")
     dedup_rank = 60  # a curated aggregator
 
-    required = ("patientid", "finding", "view", "modality", "imagename")
+    required = ("patientid", "finding", "imagename")
 
     def file_key(self, row: dict) -> str:
         return clean(row.get("imagename")) or ""
