@@ -7,6 +7,7 @@ resumes where it stopped and a rebuild only decodes new or changed files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CxrcurateError, ImageDecodeError, UsageError
+from .errors import CxrcurateError, ImageDecodeError, UnsafeManifestPath, UsageError
 from .imageio import DEFAULT_MAX_PIXELS, fingerprint
 from .labels import FRONTAL_VIEWS, VIEWS
-from .manifest import write_dropped, write_manifest
+from .manifest import check_output_folder, safe_path, write_dropped, write_manifest
 from .sources import get_source
-from .sources.base import MASK_WITHOUT_IMAGE, UNREADABLE, VIEW_EXCLUDED, Dropped, Record
+from .sources.base import MASK_WITHOUT_IMAGE, OUTSIDE_ROOT, UNREADABLE, VIEW_EXCLUDED, Dropped, Record
 
 log = logging.getLogger(__name__)
 
@@ -63,37 +64,67 @@ def _fingerprint_job(args: tuple[str, int]) -> tuple[str, dict | None, str | Non
         return path, None, str(exc)
 
 
-class _FingerprintCache:
-    """Fingerprints of decoded files keyed by (absolute path, size, mtime), appended as they complete."""
+_SAMPLE = 65536
 
-    def __init__(self, path: Path | None) -> None:
+
+def _sample_digest(file: str, size: int) -> str:
+    """sha256 of the first and last 64 KiB of a file: a cheap check that the bytes are the ones fingerprinted."""
+    h = hashlib.sha256()
+    with open(file, "rb") as fh:
+        h.update(fh.read(_SAMPLE))
+        if size > 2 * _SAMPLE:
+            fh.seek(-_SAMPLE, os.SEEK_END)
+        h.update(fh.read(_SAMPLE))
+    return h.hexdigest()
+
+
+class _FingerprintCache:
+    """Fingerprints of decoded files, appended as they complete, so an interrupted build resumes.
+
+    An entry is reused only when the file's path, size, mtime, ctime and inode are unchanged AND the sha256 of its
+    first and last 64 KiB matches: a same-size replacement that kept the old mtime (``cp -p``, ``rsync -a``) changes
+    the ctime (or inode) and is decoded again. ``rehash=True`` (``--rehash``) ignores the cache altogether.
+    """
+
+    def __init__(self, path: Path | None, rehash: bool = False) -> None:
         self.path = path
-        self.entries: dict[tuple[str, int, int], dict] = {}
-        if path and path.exists():
-            for line in path.read_text().splitlines():
+        self.entries: dict[tuple, tuple[str, dict]] = {}
+        if path and path.exists() and not rehash:
+            for line in path.read_text(errors="replace").splitlines():
                 try:
                     e = json.loads(line)
-                    self.entries[(e["file"], e["size"], e["mtime_ns"])] = e["fp"]
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a line cut by an interrupted run
+                    key = (e["file"], e["size"], e["mtime_ns"], e["ctime_ns"], e["ino"])
+                    self.entries[key] = (e["sample"], e["fp"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut by an interrupted run, or written by an older cxrcurate
         self._fh = None
 
     @staticmethod
-    def key(file: str) -> tuple[str, int, int]:
+    def key(file: str) -> tuple[str, int, int, int, int]:
         st = os.stat(file)
-        return file, st.st_size, st.st_mtime_ns
+        return file, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
     def get(self, file: str) -> dict | None:
-        return self.entries.get(self.key(file))
+        try:
+            k = self.key(file)
+            hit = self.entries.get(k)
+            return hit[1] if hit is not None and hit[0] == _sample_digest(file, k[1]) else None
+        except OSError:
+            return None  # gone or unreadable: decoding reports it
 
     def put(self, file: str, fp: dict) -> None:
         if self.path is None:
             return
+        try:
+            k = self.key(file)
+            sample = _sample_digest(file, k[1])
+        except OSError:
+            return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("a")
-        k = self.key(file)
-        self._fh.write(json.dumps({"file": k[0], "size": k[1], "mtime_ns": k[2], "fp": fp}) + "\n")
+        self._fh.write(json.dumps({"file": k[0], "size": k[1], "mtime_ns": k[2], "ctime_ns": k[3], "ino": k[4],
+                                   "sample": sample, "fp": fp}) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -102,11 +133,15 @@ class _FingerprintCache:
 
 
 def fingerprint_files(files: Sequence[str], workers: int | None = None, cache: Path | None = None,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> dict[str, dict | str]:
-    """Fingerprint ``files`` in parallel; each maps to its fingerprint dict or to the decode error message."""
+                      max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+                      rehash: bool = False) -> dict[str, dict | str]:
+    """Fingerprint ``files`` in parallel; each maps to its fingerprint dict or to the decode error message.
+
+    ``cache`` (a JSON-lines file) keeps finished fingerprints across runs; ``rehash`` ignores what it holds.
+    """
     from tqdm.auto import tqdm
 
-    store = _FingerprintCache(cache)
+    store = _FingerprintCache(cache, rehash)
     results: dict[str, dict | str] = {}
     todo = []
     for f in files:
@@ -159,7 +194,7 @@ def _record_row(name: str, rec: Record, root: Path, data_root: Path) -> dict[str
 def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathLike,
                    views: Iterable[str] = DEFAULT_VIEWS, data_root: str | os.PathLike | None = None,
                    workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-                   ) -> BuildResult:
+                   rehash: bool = False) -> BuildResult:
     """Build ``<out>/manifest.parquet`` and ``<out>/manifest.dropped.parquet`` from local source folders.
 
     Args:
@@ -171,9 +206,12 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         workers: decoding processes (default: all cores).
         max_pixels: larger images are refused as decompression bombs.
         progress: show a progress bar.
+        rehash: decode every file again instead of reusing the fingerprint cache in ``out``.
 
     Raises:
         UnknownSourceError, SourceError, ParseError: a source name, folder or metadata file is wrong.
+        UsageError: ``out`` is a file, or a source folder is not inside ``data_root``.
+        CxrcurateError: ``out`` cannot be written (checked before anything is read).
     """
     started = time.time()
     views = tuple(views)
@@ -182,13 +220,17 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         raise CxrcurateError(f"unknown view(s) {bad}; choose from {list(VIEWS)}")
     if not sources:
         raise CxrcurateError("no sources given; use --source NAME=PATH (see `cxrcurate sources`)")
+    out = check_output_folder(out)
     loaded = [(get_source(n).name, get_source(n)(p)) for n, p in sources]
     names = [n for n, _ in loaded]
     if len(set(names)) != len(names):
         raise CxrcurateError(f"a source is given twice: {names}")
     roots = [src.root.resolve() for _, src in loaded]
     root = Path(data_root).resolve() if data_root else Path(os.path.commonpath([r.parent for r in roots]))
-    out = Path(out)
+    for (name, _), r in zip(loaded, roots, strict=True):
+        if r != root and root not in r.parents:
+            raise UsageError(f"--source {name}={r} is not inside --data-root {root}; manifest paths must stay inside "
+                             "the data root: pass a data root that holds every source folder")
     rows: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     source_info: dict[str, Any] = {}
@@ -210,9 +252,18 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         source_info[name] = {"title": src.title, "homepage": src.homepage, "license": src.license,
                              **src.version(), "notes": src.notes}
 
-    files = [str(root / r["path"]) for r in rows]
+    safe: list[dict[str, Any]] = []
+    for r in rows:
+        try:  # the loaders keep links inside their folder; this is the manifest's own rule, checked once more
+            r["_file"] = str(safe_path(root, r["path"], r["image_id"]))
+            safe.append(r)
+        except UnsafeManifestPath as exc:
+            dropped.append({"source": r["source"], "path": r["path"], "source_record": r["source_record"],
+                            "reason": OUTSIDE_ROOT, "detail": str(exc)})
+    rows = safe
+    files = [r.pop("_file") for r in rows]
     fps = fingerprint_files(files, workers=workers, cache=out / CACHE_NAME, max_pixels=max_pixels,
-                            progress=progress)
+                            progress=progress, rehash=rehash)
     kept = []
     for r, f in zip(rows, files, strict=True):
         fp = fps[f]
@@ -222,6 +273,12 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
             dropped.extend({"source": r["source"], "path": mask, "source_record": None, "reason": MASK_WITHOUT_IMAGE,
                             "detail": f"its image {r['path']} is unreadable"} for mask in r["mask_paths"] or [])
         else:
+            fp = dict(fp)
+            frames = fp.pop("frames", 1)
+            if frames > 1:  # noted, not silent: the manifest describes the first frame only
+                extra = {**json.loads(r["extra"] or "{}"), "frames": frames, "frame_used": 0}
+                r = {**r, "extra": json.dumps(extra, sort_keys=True, default=str)}
+                log.warning("%s: %d frames; only the first is used", r["path"], frames)
             kept.append({**r, **fp})
     import pandas as pd
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CxrcurateError
-from .manifest import load_frame, resolve_data_root, select_rows
+from .manifest import load_frame, resolve_data_root, row_paths, select_rows
 
 DEFAULT_CLASSES = ("normal", "covid19", "pneumonia")
 
@@ -46,6 +46,7 @@ class ManifestDataset:
     Raises:
         CxrcurateError: unknown classes, no rows left, the data root is missing, or (``require_cache``) entries
             are missing from the cache.
+        UnsafeManifestPath: a row names a file outside the data root (nothing is opened then).
     """
 
     def __init__(self, manifest: Any, data_root: str | os.PathLike | None = None,
@@ -91,7 +92,7 @@ class ManifestDataset:
         self.classes = tuple(classes)
         self.targets = targets
         self.image_ids = list(self.frame["image_id"])
-        self.paths = [root / p for p in self.frame["path"]] if root is not None else [None] * len(self.frame)
+        self.paths = row_paths(self.frame, root) if root is not None else [None] * len(self.frame)
         self.preprocess, self.augment, self.transform, self.mmap = preprocess, augment, transform, mmap
         self.mean = self.std = None
         if normalize is not None:
@@ -106,8 +107,8 @@ class ManifestDataset:
             from .preprocess.cache import cache_folder, entry_path
 
             self.cache_folder = cache_folder(cache, preprocess)
-            self.cached = [e if (e := entry_path(self.cache_folder, sha)).exists() else None
-                           for sha in self.frame["pixel_sha256"]]
+            self.cached = [e if (e := entry_path(self.cache_folder, sha, iid)).exists() else None
+                           for sha, iid in zip(self.frame["pixel_sha256"], self.image_ids, strict=True)]
         missing = [iid for iid, e in zip(self.image_ids, self.cached, strict=True) if e is None]
         if require_cache and missing:
             size = getattr(preprocess, "size", "SIZE")
@@ -202,7 +203,7 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
             df = df[df["split"] == split]
         if keep_only:
             df = df[df["keep"].fillna(True).astype(bool)]
-    paths = [str(root / p) for p in df["path"]]
+    paths = [str(p) for p in row_paths(df, root)]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise CxrcurateError(f"{len(missing)} image file(s) missing under {root}, e.g. {missing[0]}")

@@ -34,12 +34,28 @@ class ImageDecodeError(ParseError):
     """An image file is truncated, not an image, too large or in an unsupported mode."""
 
 
+class UnparseableRow(ParseError):
+    """A metadata row the parser cannot read intact (an unclosed quote, a field count it cannot repair)."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.file, self.line = file, line
+
+
 class ManualDownloadRequired(SourceError):
     """A source needs a login or click-through; the message gives the URL and the expected layout."""
 
 
 class SchemaError(CxrcurateError):
     """A manifest does not match the schema: a column is missing, mistyped or holds an invalid value."""
+
+
+class UnsafeManifestPath(SchemaError):
+    """A manifest names a file outside its data root (absolute, ``..``, or a link leading out); refused."""
+
+
+class CheckpointError(CxrcurateError):
+    """A checkpoint (weights, ``last.pt``) is missing, truncated, not what its name says, or unsafe to unpickle."""
 
 
 class FetchError(CxrcurateError):

@@ -34,6 +34,8 @@ class DecodedImage:
     pixels: np.ndarray
     bit_depth: int
     format: str
+    frames: int = 1
+    """frames in the file (GIF, TIFF, WebP, DICOM can hold several); ``pixels`` is the first."""
 
     @property
     def height(self) -> int:
@@ -125,6 +127,7 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> DecodedImage:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             fmt = im.format or "unknown"
+            frames = int(getattr(im, "n_frames", 1) or 1)
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageDecodeError(f"{name}: {w}x{h} pixels exceeds the limit of {max_pixels} "
@@ -140,8 +143,17 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         raise ImageDecodeError(f"{name}: decompression bomb refused ({exc}); if you trust the file, raise "
                                "PIL.Image.MAX_IMAGE_PIXELS and max_pixels") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"{name}: cannot decode ({exc}); the file is probably truncated, "
-                               "re-download it") from exc
+        text = str(exc)
+        if "Too Large" in text or "too large" in text:
+            why = "a metadata chunk (text, ICC profile) over Pillow's safety limit: refused as a possible bomb"
+        elif "checksum" in text or "CRC" in text:
+            why = "a checksum does not match: the file is damaged"
+        elif "truncated" in text or "end of" in text.lower():
+            why = "the file is truncated"
+        else:
+            why = "the file is damaged or in an unsupported variant"
+        raise ImageDecodeError(f"{name}: cannot decode ({text}); {why}: re-download it, or convert it to PNG "
+                               "if it opens elsewhere") from exc
 
     mode = im.mode
     if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
@@ -149,14 +161,14 @@ def _decode_pillow(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         eight_bit_values = mode != "F" and arr.size > 0 and 0 <= arr.min() and arr.max() <= 255
         depth = 32 if mode == "F" else 16 if mode.startswith("I;16") or not eight_bit_values else 8
         if eight_bit_values:  # a 16-bit container holding 8-bit values: keep them as they are (not stretched)
-            return DecodedImage(np.ascontiguousarray(arr, dtype=np.uint8), depth, fmt)
-        return DecodedImage(_window(arr), depth, fmt)
+            return DecodedImage(np.ascontiguousarray(arr, dtype=np.uint8), depth, fmt, frames)
+        return DecodedImage(_window(arr), depth, fmt, frames)
     if mode in {"RGBA", "LA", "PA"} or "transparency" in im.info:  # P, L or RGB with a tRNS colour
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         im = Image.alpha_composite(background, rgba)
     gray = np.asarray(im.convert("L"), dtype=np.uint8)
-    return DecodedImage(np.ascontiguousarray(gray), 8, fmt)
+    return DecodedImage(np.ascontiguousarray(gray), 8, fmt, frames)
 
 
 def decode_bytes(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
@@ -210,8 +222,11 @@ def fingerprint(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read the file ({exc.strerror}); check the path") from exc
     img = decode_bytes(data, str(path), max_pixels)
-    return {
+    out = {
         "width": img.width, "height": img.height, "bit_depth": img.bit_depth,
         "file_sha256": hashlib.sha256(data).hexdigest(),
         "pixel_sha256": pixel_sha256(img.pixels), "phash": phash64(img.pixels),
     }
+    if img.frames > 1:
+        out["frames"] = img.frames  # build notes it in the row's extra: only the first frame is used
+    return out

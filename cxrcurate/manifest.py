@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CxrcurateError, SchemaError
+from .errors import CxrcurateError, SchemaError, UnsafeManifestPath, UsageError
 from .labels import LABELS, VIEWS
 
 SCHEMA_VERSION = "1.0"
@@ -68,12 +68,21 @@ _CHECKS: dict[str, tuple[str, ...]] = {"label": LABELS, "view": VIEWS, "modality
                                        "split": ("train", "val", "test"), "sex": ("M", "F")}
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
+    if path.is_dir():
+        raise CxrcurateError(f"{path} is a folder; give a .parquet file name to write the table to")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a manifest is a shared file like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -158,6 +167,7 @@ def validate_table(table: pa.Table, origin: str = "manifest") -> None:
         bad = sorted(values - set(allowed))
         if bad:
             raise SchemaError(f"{origin}: column {name!r} has value(s) {bad[:5]} outside {list(allowed)}")
+    _check_table_paths(table, origin)
     ids = table.column("image_id")
     if pc.count_distinct(ids).as_py() != len(ids):
         counts = pc.value_counts(ids).to_pylist()
@@ -165,12 +175,100 @@ def validate_table(table: pa.Table, origin: str = "manifest") -> None:
         raise SchemaError(f"{origin}: image_id is not unique, e.g. {dup}")
 
 
+def path_problem(rel: Any) -> str | None:
+    """Why ``rel`` cannot be a manifest path (relative, inside the data root), or None when it can.
+
+    The lexical half of the path rule: no absolute path, drive, ``..`` component, backslash or NUL byte. The other
+    half (no link leading out of the data root) needs the disk: ``safe_path``.
+    """
+    if not isinstance(rel, str) or not rel:
+        return "empty path"
+    if "\x00" in rel:
+        return "NUL byte in the path"
+    if "\\" in rel:
+        return "backslash in the path (manifest paths use /)"
+    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+        return "absolute path"
+    if ".." in rel.split("/"):
+        return "'..' in the path"
+    return None
+
+
+def _check_table_paths(table: pa.Table, origin: str) -> None:
+    ids = table.column("image_id").to_pylist()
+    checks = [("path", table.column("path").to_pylist())]
+    if "mask_paths" in table.column_names:
+        checks.append(("mask_paths", table.column("mask_paths").to_pylist()))
+    for column, values in checks:
+        for image_id, value in zip(ids, values, strict=True):
+            for rel in (value or []) if column == "mask_paths" else [value]:
+                why = path_problem(rel)
+                if why:
+                    raise UnsafeManifestPath(
+                        f"{origin}: row {image_id!r} names {column} {rel!r} ({why}); manifest paths must be relative "
+                        "to the data root and stay inside it. Fix or drop that row, or rebuild the manifest")
+
+
+def safe_path(root: str | os.PathLike, rel: Any, row: str | None = None) -> Path:
+    """The file ``rel`` (a manifest path) names under ``root``, refused unless it stays inside ``root`` after
+    resolving links. This is the one path rule for every file a manifest names.
+
+    Raises:
+        UnsafeManifestPath: ``rel`` is absolute, has ``..``, or resolves (through a link) outside ``root``.
+    """
+    where = f"row {row!r}" if row else "a manifest row"
+    why = path_problem(rel)
+    if why is None:
+        base = Path(root).resolve()
+        target = (base / rel).resolve()
+        if target != base and base not in target.parents:
+            why = f"resolves to {target}, outside the data root {base}"
+    if why:
+        raise UnsafeManifestPath(f"{where} names {rel!r} ({why}); refused: a manifest only names files inside "
+                                 "its data root. Fix or drop that row, or rebuild the manifest")
+    return Path(root) / rel
+
+
+def row_paths(df: Any, root: str | os.PathLike, column: str = "path") -> list[Path]:
+    """``safe_path`` of every row's ``column`` (one path per row), checked before anything is opened.
+
+    Raises:
+        UnsafeManifestPath: naming the first row whose path leaves ``root``.
+    """
+    return [safe_path(root, rel, iid) for iid, rel in zip(df["image_id"], df[column], strict=True)]
+
+
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance metadata of a manifest (or dropped table) without reading its rows."""
-    meta = pq.read_schema(path).metadata or {}
+    """The provenance metadata of a manifest (or dropped table) without reading its rows.
+
+    Raises:
+        SchemaError: the file is not Parquet, or its cxrcurate metadata is missing or not valid JSON.
+    """
+    meta = _parquet(path, pq.read_schema).metadata or {}
     if META_KEY not in meta:
         raise SchemaError(f"{path}: no cxrcurate metadata; is this a manifest written by cxrcurate?")
-    return json.loads(meta[META_KEY])
+    try:
+        info = json.loads(meta[META_KEY])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path}: its cxrcurate metadata is not valid JSON ({exc}); the file was edited or damaged, "
+                          "rebuild it with `cxrcurate build-manifest`") from exc
+    if not isinstance(info, dict):
+        raise SchemaError(f"{path}: its cxrcurate metadata is not a JSON object; rebuild it")
+    return info
+
+
+def _parquet(path: str | os.PathLike, reader: Any) -> Any:
+    """``reader(path)`` with Arrow's errors for a damaged or foreign file turned into one clear ``SchemaError``."""
+    p = Path(path)
+    if p.is_dir():
+        raise SchemaError(f"{p} is a folder, not a manifest file; pass the manifest.parquet inside it")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no manifest here; build one with `cxrcurate build-manifest`")
+    try:
+        return reader(p)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise SchemaError(f"{p}: not a readable Parquet file (truncated, damaged or another format: {exc}); "
+                          "rebuild it with `cxrcurate build-manifest` or copy it again") from exc
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:
@@ -181,10 +279,8 @@ def read_table(path: str | os.PathLike) -> pa.Table:
         FileNotFoundError: no such file.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no manifest here; build one with `cxrcurate build-manifest`")
-    table = pq.read_table(path)
     info = read_info(path)
+    table = _parquet(path, pq.read_table)
     major = str(info.get("schema_version", "0")).split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
         raise SchemaError(f"{path}: schema version {info.get('schema_version')} is not readable by this "
@@ -221,10 +317,46 @@ def resolve_data_root(manifest: Any, data_root: str | os.PathLike | None) -> Pat
         data_root = info.get("data_root")
     if data_root is None:
         raise CxrcurateError("no data root: pass data_root= (the folder manifest paths are relative to)")
+    if not isinstance(data_root, str | os.PathLike) or not Path(data_root).is_dir():
+        raise CxrcurateError(f"data root {data_root} is not a folder; pass data_root= (--data-root) pointing at the "
+                             "folder holding your source folders")
     root = Path(data_root)
-    if not root.is_dir():
-        raise CxrcurateError(f"data root {root} is not a folder; pass data_root= pointing at your source folders")
     return root
+
+
+def check_output_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
+    """Create ``folder`` if needed and prove it is writable, before any long work starts.
+
+    Raises:
+        UsageError: ``folder`` (or a parent) is an existing file.
+        CxrcurateError: the folder cannot be created or written to (read-only, no permission, disk full).
+    """
+    path = Path(folder)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"{option} {path}: {p} is a file, not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CxrcurateError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a folder you can "
+                             "write to") from exc
+    return path
+
+
+def check_output_file(file: str | os.PathLike, option: str = "--out") -> Path:
+    """Check that ``file`` can be written (not a folder, its folder writable), before any long work starts.
+
+    Raises:
+        UsageError: ``file`` is an existing folder.
+        CxrcurateError: its folder cannot be created or written to.
+    """
+    path = Path(file)
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path / 'out.png'}")
+    check_output_folder(path.parent, option)
+    return path
 
 
 def select_rows(df: Any, classes: Sequence[str], split: str | None = None, keep_only: bool = False) -> Any:

@@ -148,6 +148,7 @@ def to_input(mask: np.ndarray, config: Any, dilate: float = DILATE) -> np.ndarra
 def input_masks(masks: LungMasks, rows: Any, config: Any) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
     """Each row's lung mask in input space (None where none exists) and its kind, keyed by ``image_id``."""
     from ..imageio import decode_image
+    from ..manifest import safe_path
 
     out: dict[str, np.ndarray | None] = {}
     kinds: dict[str, str] = {}
@@ -157,7 +158,7 @@ def input_masks(masks: LungMasks, rows: Any, config: Any) -> tuple[dict[str, np.
 
         crop = Preprocessor(config)
     for rec in rows.itertuples(index=False):
-        pixels = decode_image(masks.root / rec.path).pixels
+        pixels = decode_image(safe_path(masks.root, rec.path, rec.image_id)).pixels
         m = masks.get(rec, pixels)
         mask = m.mask
         if mask is not None and crop is not None and (box := crop.steps(pixels).box) is not None:

@@ -16,6 +16,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import CheckpointError
+from ..models.weights import torch_load
+
 log = logging.getLogger(__name__)
 
 
@@ -211,12 +214,20 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / "last.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, best, bad = int(state["epoch"]) + 1, float(state["best"]), int(state["bad"])
-        history = [dict(zip(state["history_keys"], row, strict=True)) for row in state["history"].tolist()]
-        best_state = state.get("best_model") or {k: v.clone() for k, v in model.state_dict().items()}
+        try:
+            state = torch_load(ckpt, device)  # tensors only: a last.pt is never trusted to unpickle objects
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc}. It is the --resume checkpoint: delete it to train from the start, or "
+                                  "run without --resume") from exc
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start_epoch, best, bad = int(state["epoch"]) + 1, float(state["best"]), int(state["bad"])
+            history = [dict(zip(state["history_keys"], row, strict=True)) for row in state["history"].tolist()]
+            best_state = state.get("best_model") or {k: v.clone() for k, v in model.state_dict().items()}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise CheckpointError(f"{ckpt}: not a checkpoint of this run ({type(exc).__name__}: {exc}); delete it "
+                                  "to train from the start, or run without --resume") from exc
         log.info("resumed from %s at epoch %d", ckpt, start_epoch)
     generator = seed_everything(cfg.seed)
     started = time.time()

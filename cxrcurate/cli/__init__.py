@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that pick up where an interrupted run stopped when run again.
+RESUMABLE = {"build-manifest", "preprocess", "fetch", "bench", "pretrain-chexnet"}
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command killed by SIGPIPE (`cxrcurate stats M | head -1`)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
     args = build_parser().parse_args(argv)
@@ -48,16 +53,54 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except (CxrcurateError, FileNotFoundError) as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_DATA
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
+        if args.command in RESUMABLE:
+            _error("interrupted; run the same command again to resume", prefix="")
+        else:
+            _error("interrupted; nothing was written (outputs are replaced atomically only when a command completes)",
+                   prefix="")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()  # the reader (head, less) went away: stop quietly, as a shell tool does
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a disk, permission or file-type problem, reported with the file it concerns
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}; check that the path exists, is the kind of file expected there and "
+               "that you may read/write it")
+        return EXIT_DATA
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, the traceback on --debug
+        if args.debug:
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc}. Run again with --debug for the traceback and report it "
+               "at the project's issue tracker")
+        return EXIT_DATA
+
+
+def _error(message: str, prefix: str = "error: ") -> None:
+    try:
+        print(f"{prefix}{message}", file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured in tests)
+        pass
 
 
 __all__ = ["main", "build_parser"]

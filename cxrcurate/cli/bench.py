@@ -36,6 +36,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         augment_strength=args.augment_strength, holdout_source=args.holdout_source)
     if args.negatives:
         opts.negatives = tuple(x.strip() for x in args.negatives.split(","))
+    from ..manifest import check_output_folder
+
+    check_output_folder(args.out)
     manifest = args.manifest
     if args.quick:
         opts.apply_quick()

@@ -35,8 +35,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError("give at least one --source NAME=PATH, or --sample for the data shipped with cxrcurate")
     views = [v.strip() for v in args.views.split(",")] if args.views else None
     kwargs = {"views": views} if views else {}
+    _check_radius(args)
     result = build_manifest(specs, args.out, data_root=args.data_root, workers=args.workers,
-                            progress=not args.quiet, **kwargs)
+                            progress=not args.quiet, rehash=args.rehash, **kwargs)
     print(f"wrote {result.manifest} ({result.n_images} images) and {result.dropped} ({result.n_dropped} dropped)")
     print(f"data root: {result.info['data_root']}")
     for name, s in result.info["sources"].items():
@@ -75,6 +76,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_radius(args: argparse.Namespace) -> None:
+    from ..dedup.hashindex import MAX_RADIUS
+
+    if not 0 <= args.radius <= MAX_RADIUS:
+        raise UsageError(f"--radius {args.radius}: a pHash Hamming radius is between 0 and {MAX_RADIUS} bits "
+                         "(the defaults, 8 for dedup and 4 for leakage, are the measured ones)")
+
+
 def _dedup_options(args: argparse.Namespace):
     from ..dedup.engine import DedupOptions
 
@@ -105,7 +114,11 @@ def _print_dedup(result) -> None:
 
 def cmd_dedup(args: argparse.Namespace) -> int:
     from ..dedup.engine import dedup_manifest
+    from ..manifest import check_output_file
 
+    _check_radius(args)
+    if args.out:
+        check_output_file(args.out)
     target, result = dedup_manifest(args.manifest, args.out, args.data_root, _dedup_options(args),
                                     progress=not args.quiet)
     print(f"wrote {target} (+ pairs and conflicts tables beside it)")
@@ -116,9 +129,11 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..manifest import read_manifest, write_manifest
+    from ..manifest import check_output_file, read_manifest, write_manifest
     from ..splits import SIDES, leakage_report, make_split
 
+    if args.out:
+        check_output_file(args.out)
     out = make_split(read_manifest(args.manifest), test=args.test, val=args.val, seed=args.seed,
                      holdout_source=args.by_source)
     info = {k: v for k, v in out.attrs["cxrcurate"].items() if k not in ("schema_version", "cxrcurate_version")}
@@ -142,6 +157,7 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     from ..manifest import read_manifest
     from ..splits import leakage_report
 
+    _check_radius(args)
     df = read_manifest(args.manifest)
     pairs = args.pairs if args.pairs is not None else read_pairs(args.manifest)
     if args.run is None:
@@ -192,6 +208,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.add_argument("--dedup", action="store_true", help="also find duplicates (as `cxrcurate dedup`)")
+    b.add_argument("--rehash", action="store_true",
+                   help="decode every file again, ignoring the fingerprint cache in --out (it is already keyed on "
+                        "size, mtime, ctime, inode and a content sample)")
     _add_dedup_args(b)
     b.set_defaults(func=cmd_build)
 

@@ -29,11 +29,13 @@ def _default_cache(manifest: Path) -> Path:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     """Fill the cache for every row of a manifest (resumable; a changed config gets a fresh folder)."""
+    from ..manifest import check_output_folder, load_frame
     from ..preprocess.cache import build_cache
 
     config = _config(args)
-    cache = args.cache or _default_cache(args.manifest)
-    result = build_cache(args.manifest, cache, config, data_root=args.data_root, workers=args.workers,
+    df = load_frame(args.manifest)
+    cache = check_output_folder(args.cache or _default_cache(args.manifest), "--cache")
+    result = build_cache(df, cache, config, data_root=args.data_root, workers=args.workers,
                          progress=not args.quiet)
     print(f"cache {result.folder} (config {result.config_hash}): {result.computed} computed, "
           f"{result.reused} already there, {result.failed} failed, {result.no_lungs} without lungs found "
@@ -45,9 +47,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Write the panel of one image: original, CLAHE, BEASF, lung mask, and the model's input."""
-    from ..manifest import load_frame, resolve_data_root
+    from ..manifest import check_output_file, load_frame, resolve_data_root, safe_path
     from ..preprocess.panel import write_panel
 
+    check_output_file(args.output, "-o")
     df = load_frame(args.manifest)
     hits = df[df["image_id"] == args.image_id]
     if hits.empty:
@@ -57,7 +60,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         raise CxrcurateError(f"no image_id {args.image_id!r} in {args.manifest}{hint}")
     root = resolve_data_root(df, args.data_root)
-    out = write_panel(root / hits.iloc[0]["path"], _config(args), args.output, title=args.image_id)
+    out = write_panel(safe_path(root, hits.iloc[0]["path"], args.image_id), _config(args), args.output,
+                      title=args.image_id)
     print(f"wrote {out}")
     return 0
 

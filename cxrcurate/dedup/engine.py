@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CxrcurateError
+from ..manifest import row_paths
 from ..sources import dedup_preference
 from .hashindex import hamming
 
@@ -148,7 +149,7 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
     from .features import cpu_workers, features_job, verify_job
 
     workers = cpu_workers(options.workers)
-    paths = [str(data_root / p) for p in df["path"]]
+    paths = [str(p) for p in row_paths(df, data_root)]
     exact = exact_pairs(df)
     parts = [exact, _hash_pairs(df["phash"].to_numpy(np.uint64), options.radius, "phash")]
     if options.center_radius >= 0 or options.knn > 0:
@@ -303,6 +304,9 @@ def dedup_manifest(manifest: str | os.PathLike, out: str | os.PathLike | None = 
     from ..manifest import read_info, read_manifest, resolve_data_root, write_manifest
 
     df = read_manifest(manifest)
+    if df.empty:
+        raise CxrcurateError(f"{manifest} has no rows: nothing to deduplicate. See the dropped table beside it "
+                             "(manifest.dropped.parquet) for why every input was left out")
     root = resolve_data_root(df, data_root)
     result = dedup(df, root, options, progress)
     info = read_info(manifest)

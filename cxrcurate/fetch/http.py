@@ -87,6 +87,38 @@ def check_url(url: str) -> str:
     return url
 
 
+def is_internal_host(host: str | None) -> bool:
+    """Whether ``host`` is (or resolves to) a loopback, private, link-local or otherwise non-public address."""
+    import ipaddress
+    import socket
+
+    if not host:
+        return False
+    try:
+        addrs = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            addrs = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+        except (OSError, UnicodeError, ValueError):
+            return False  # unresolvable: the connection itself will fail with a clear error
+    return any(a.is_loopback or a.is_private or a.is_link_local or a.is_reserved or a.is_unspecified
+               or a.is_multicast for a in addrs)
+
+
+def check_redirect(start: str, url: str) -> None:
+    """Refuse a redirect from a public start URL into a loopback, private or link-local address.
+
+    Raises:
+        FetchError: naming both URLs (a server must not steer cxrcurate into the local network).
+    """
+    target = urlsplit(url).hostname
+    if target != urlsplit(start).hostname and is_internal_host(target) and not is_internal_host(
+            urlsplit(start).hostname):
+        raise FetchError(f"{start}: redirected to {url}, a loopback/private/link-local address; refused (a public "
+                         "page must not send cxrcurate into the local network). Fetch that URL directly if you "
+                         "mean it", start)
+
+
 def _host_key(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
@@ -132,6 +164,9 @@ class PoliteAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         c = self.client
         url = check_url(request.url or "")
+        start = getattr(c.local, "start", None)
+        if start and url != start:
+            check_redirect(start, url)
         if urlsplit(url).path != "/robots.txt":
             c.require_allowed(url)
         gate = c.gate(url)
@@ -188,6 +223,7 @@ class HttpClient:
         self._crawl_delays: dict[str, float] = {}
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
+        self.local = threading.local()  # .start: the URL this thread's request began at (redirect checks)
         self.cache = PageCache(self.config.cache_dir) if self.config.cache_dir else None
 
     def __enter__(self) -> HttpClient:
@@ -198,6 +234,15 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def _get(self, url: str, **kwargs: Any) -> requests.Response:
+        """``session.get`` with ``url`` remembered as the start of any redirect chain (see ``check_redirect``)."""
+        outer = getattr(self.local, "start", None)
+        self.local.start = url
+        try:
+            return self.session.get(url, **kwargs)
+        finally:
+            self.local.start = outer
 
     # -- politeness -----------------------------------------------------------------------------------------
     def gate(self, url: str) -> _Gate:
@@ -238,7 +283,7 @@ class HttpClient:
         parts = urlsplit(url)
         robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
         try:
-            resp = self.session.get(robots_url, timeout=self.config.timeout)
+            resp = self._get(robots_url, timeout=self.config.timeout)
             body = resp.content[: 512 * 1024]
         except requests.RequestException as exc:
             log.warning("%s unreachable (%s): not crawling %s", robots_url, exc, parts.netloc)
@@ -268,7 +313,7 @@ class HttpClient:
         gate = self.gate(url)
         with gate.lock:
             try:
-                resp = self.session.get(url, headers=headers, stream=True, timeout=self.config.timeout)
+                resp = self._get(url, headers=headers, stream=True, timeout=self.config.timeout)
             except requests.TooManyRedirects as exc:
                 hops = [r.url for r in getattr(exc.response, "history", [])][:4]
                 raise FetchError(f"{url}: more than {self.config.max_redirects} redirects (a loop? {hops} ...)",

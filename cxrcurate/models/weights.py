@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CxrcurateError
+from ..errors import CheckpointError, CxrcurateError
 
 log = logging.getLogger(__name__)
 _OLD_DENSE = re.compile(r"\.(norm|relu|conv)\.([12])\.")
@@ -36,26 +36,22 @@ def read_state_dict(path: str | os.PathLike, trust: bool = False) -> dict[str, A
     """The tensors of a checkpoint file as a flat ``{key: tensor}`` dict.
 
     Raises:
-        CxrcurateError: missing file, unreadable file, or a pickle that needs ``trust=True``.
+        CheckpointError: missing file, a file that is not what its name says (a pickle named ``.safetensors``), a
+            truncated or damaged file, or a pickle that needs ``trust=True``.
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
-        raise CxrcurateError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path)))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError and others for unsafe pickles
-        if not trust:
-            raise CxrcurateError(f"{path}: this checkpoint needs unpickling arbitrary Python objects, which can run "
-                                 f"code ({type(exc).__name__}). Re-save it as a state dict or safetensors, or pass "
-                                 "--trust-checkpoint if you trust where it came from") from exc
-        log.warning("%s: loading with full unpickling because trust=True", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return dict(load_file(str(path)))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises SafetensorError, OSError, ValueError ...
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc}). If it is a torch.save checkpoint, "
+                                  "give it a .pt name (pickles are only read as plain tensors); if it was cut short, "
+                                  "copy it again") from exc
+    obj = torch_load(path, "cpu", trust)
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -67,6 +63,45 @@ def read_state_dict(path: str | os.PathLike, trust: bool = False) -> dict[str, A
     if not tensors:
         raise CxrcurateError(f"{path}: no tensors found; is this a model checkpoint?")
     return tensors
+
+
+def torch_load(path: Path, device: Any = "cpu", trust: bool = False) -> Any:
+    """``torch.load`` with tensors-only unpickling unless ``trust``; its many errors become one clear one.
+
+    Raises:
+        CheckpointError: a truncated, damaged or foreign file (whatever ``trust`` says), or a pickle that needs
+            arbitrary unpickling while ``trust`` is False.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError ... here
+        if not _needs_unpickling(path, exc):
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated, damaged or another format: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}); copy it again or "
+                                  "re-save it") from exc
+        if not trust:
+            raise CheckpointError(f"{path}: this checkpoint needs unpickling arbitrary Python objects, which can run "
+                                  "code. Re-save it as a state dict or safetensors, or pass --trust-checkpoint if you "
+                                  "trust where it came from") from exc
+    log.warning("%s: loading with full unpickling because trust=True", path)
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot be unpickled even with --trust-checkpoint ({type(exc).__name__}: "
+                              f"{exc})") from exc
+
+
+def _needs_unpickling(path: Path, exc: Exception) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a well-formed pickle (objects beyond tensors), as opposed
+    to a truncated, damaged or foreign file."""
+    text = str(exc)
+    if "allowed global" in text or "Unsupported global" in text:
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return "Unsupported operand" in text and len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def map_densenet_keys(state: dict[str, Any]) -> dict[str, Any]:

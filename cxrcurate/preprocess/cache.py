@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CxrcurateError
+from ..errors import CxrcurateError, UnsafeManifestPath
 from ..imageio import decode_image, pixel_sha256
 from .config import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
 _STALE_TMP_SECONDS = 600
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _WORKER: dict[str, Any] = {}
 
 
@@ -43,8 +45,16 @@ def cache_folder(cache: str | os.PathLike, config: PreprocessConfig) -> Path:
     return Path(cache) / config.config_hash()
 
 
-def entry_path(folder: Path, sha: str) -> Path:
-    """Where the picture with pixel hash ``sha`` is stored in a config folder."""
+def entry_path(folder: Path, sha: str, row: str | None = None) -> Path:
+    """Where the picture with pixel hash ``sha`` is stored in a config folder.
+
+    Raises:
+        UnsafeManifestPath: ``sha`` is not 64 lowercase hex digits (an entry name is never built from anything else).
+    """
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        where = f"row {row!r}" if row else "a manifest row"
+        raise UnsafeManifestPath(f"{where}: pixel_sha256 {str(sha)[:80]!r} is not a sha256 (64 lowercase hex digits); "
+                                 "refused as a cache entry name. Rebuild the manifest with `cxrcurate build-manifest`")
     return folder / sha[:2] / f"{sha}.npy"
 
 
@@ -156,18 +166,22 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
 
     Raises:
         CxrcurateError: the data root is unknown, or the lung weights the config names cannot be loaded.
+        UnsafeManifestPath: a row names a file outside the data root or a pixel_sha256 that is not a sha256.
     """
     from tqdm.auto import tqdm
 
-    from ..manifest import load_frame, resolve_data_root
+    from ..manifest import load_frame, resolve_data_root, row_paths
 
     start = time.monotonic()
     df = load_frame(manifest)
     root = resolve_data_root(df, data_root)
-    folder, h = _prepare_folder(Path(cache), config)
     firsts = df.drop_duplicates("pixel_sha256")
-    items = [(sha, iid, str(root / p), str(folder)) for sha, iid, p in
-             zip(firsts["pixel_sha256"], firsts["image_id"], firsts["path"], strict=True)]
+    paths = row_paths(firsts, root)  # every path and entry name checked before any file is opened or written
+    for sha, iid in zip(firsts["pixel_sha256"], firsts["image_id"], strict=True):
+        entry_path(Path(cache), sha, iid)
+    folder, h = _prepare_folder(Path(cache), config)
+    items = [(sha, iid, str(p), str(folder)) for sha, iid, p in
+             zip(firsts["pixel_sha256"], firsts["image_id"], paths, strict=True)]
     todo = [it for it in items if not entry_path(folder, it[0]).exists()]
     result = CacheResult(folder, h, reused=len(items) - len(todo))
     if todo and config.lungs_path is not None:

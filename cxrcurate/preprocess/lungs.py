@@ -37,6 +37,19 @@ log = logging.getLogger(__name__)
 WEIGHTS_FORMAT = "cxrcurate-lungs-unet"
 NORMALISATION = "per-image standardisation: (x - mean(x)) / max(std(x), 1e-3) of x = pixels / 255"
 MIN_COMPONENT_RATIO = 0.1  # a component below this fraction of the largest one is noise, not a lung
+MIN_SIDE = 32  # a smaller image holds no lungs to find (per-image standardisation would amplify noise)
+MIN_CONTRAST = 16  # grey levels between the 1st and 99th percentile: below it the image is blank, no lungs
+
+
+def too_plain(pixels: np.ndarray) -> str | None:
+    """Why an image cannot show lungs (too small, or blank: nearly one grey level), or None."""
+    h, w = pixels.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"{w}x{h} is smaller than {MIN_SIDE} px"
+    lo, hi = np.percentile(pixels, (1, 99))
+    if hi - lo < MIN_CONTRAST:
+        return f"blank: 98% of the pixels within {hi - lo:.0f} grey levels"
+    return None
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -236,7 +249,10 @@ class LungSegmenter:
         return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
 
     def segment(self, pixels: np.ndarray) -> LungResult:
-        """Mask (image size) and crop box of one 2-D uint8 image."""
+        """Mask (image size) and crop box of one 2-D uint8 image; no lungs (empty mask, no box) on a tiny or blank
+        image, whatever the network says (standardising a blank image turns noise into a confident mask)."""
+        if too_plain(pixels):
+            return LungResult(np.zeros(pixels.shape[:2], dtype=np.uint8), None)
         small = lung_mask(self.probabilities(pixels), self.threshold, self.dilate)
         h, w = pixels.shape
         box = lung_box(small, self.margin, self.min_fraction)

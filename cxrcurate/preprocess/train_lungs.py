@@ -28,6 +28,7 @@ from torch import nn
 
 from ..errors import CxrcurateError
 from ..imageio import decode_image
+from ..manifest import safe_path
 from .lungs import UNet, lung_mask, normalise, save_weights, to_input
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def read_mask(root: Path, rels: list[str], shape: tuple[int, int]) -> np.ndarray
     """
     out = np.zeros(shape, dtype=np.uint8)
     for rel in rels:
-        m = decode_image(root / rel).pixels
+        m = decode_image(safe_path(root, rel)).pixels
         if m.shape != shape:
             m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
         out |= (m > 127).astype(np.uint8)
@@ -92,7 +93,7 @@ def _load(rows: Any, root: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Images and masks of ``rows`` stretched to ``size x size``: two uint8 arrays ``(N, size, size)``."""
     images, masks = [], []
     for rec in rows.itertuples():
-        pixels = decode_image(root / rec.path).pixels
+        pixels = decode_image(safe_path(root, rec.path, rec.image_id)).pixels
         mask = read_mask(root, list(rec.mask_paths), pixels.shape)
         images.append(cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA))
         masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST))
@@ -141,7 +142,7 @@ def _dices(model: UNet, rows: Any, root: Path, size: int, device: str,
     raw, post = [], []
     with torch.inference_mode():
         for rec in rows.itertuples():
-            pixels = decode_image(root / rec.path).pixels
+            pixels = decode_image(safe_path(root, rec.path, rec.image_id)).pixels
             target = read_mask(root, list(rec.mask_paths), pixels.shape)
             prob = torch.sigmoid(model(to_input(pixels, size).to(device)))[0, 0].float().cpu().numpy()
             prob = cv2.resize(prob, (pixels.shape[1], pixels.shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -24,7 +24,7 @@ from .base import (
     Source,
     clean,
     extras,
-    row_id,
+    unparseable,
 )
 
 _EXTRA = ("offset", "survival", "temperature", "pO2 saturation", "artifacts/distortion", "notes")
@@ -35,6 +35,7 @@ class _AgChung(Source):
 
     license = "not stated by the repository (images contributed to COVID-Net; see homepage)"
     metadata_files = ("metadata.csv",)
+    required: tuple[str, ...] = ("patientid", "finding")  # view and modality may be absent (unknown / x-ray)
 
     def file_key(self, row: dict) -> str:
         raise NotImplementedError
@@ -44,12 +45,13 @@ class _AgChung(Source):
 
     def parse(self) -> Iterator[Record | Dropped]:
         self.require("metadata.csv", "images")
+        meta = self.read_rows("metadata.csv", self.required)
         files, junk = self.scan("images")
         yield from junk
+        yield from unparseable(meta)
         lookup = {**{n.rsplit(".", 1)[0].lower(): n for n in files}, **{n.lower(): n for n in files}}
         used: dict[str, str] = {}
-        for i, row in enumerate(self.read_csv("metadata.csv").to_dict("records")):
-            rid = row_id("metadata.csv", i)
+        for rid, row in meta.rows:
             key = self.file_key(row)
             name = lookup.get(key.lower())
             modality = (clean(row.get("modality")) or "x-ray").lower()
@@ -110,6 +112,8 @@ class Actualmed(_AgChung):
     layout = "  metadata.csv   (imagename column)\n  images/<imagename>"
     fetch = Repository("agchung/Actualmed-COVID-chestxray-dataset", "27240dd8dec9454bc97f9f3c0c432ef434de2517")
     dedup_rank = 60  # a curated aggregator
+
+    required = ("patientid", "finding", "imagename")
 
     def file_key(self, row: dict) -> str:
         return clean(row.get("imagename")) or ""

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import ParseError, SourceError
+from ..errors import SourceError
 from ..imageio import is_image_name
+from .metadata import MetadataRows, Repair, read_metadata
 
 # Reasons a file or row is not in the manifest (the dropped table's closed vocabulary).
 ROW_WITHOUT_FILE = "row_without_file"
@@ -29,8 +30,12 @@ NOT_IMAGE = "not_image"
 MASK_WITHOUT_IMAGE = "mask_without_image"
 VIEW_EXCLUDED = "view_excluded"
 UNREADABLE = "unreadable"
+UNPARSEABLE_ROW = "unparseable_row"  # a metadata row the CSV parser cannot read intact (detail: line and cause)
+NOT_A_FILE = "not_a_file"  # a folder (or fifo, socket) where the layout has image files
+DANGLING_LINK = "dangling_link"  # a symbolic link whose target does not exist
+OUTSIDE_ROOT = "outside_root"  # a link (or path) leading outside the source folder / data root
 REASONS = (ROW_WITHOUT_FILE, FILE_WITHOUT_ROW, DUPLICATE_ROW, NOT_XRAY, NOT_IMAGE, MASK_WITHOUT_IMAGE,
-           VIEW_EXCLUDED, UNREADABLE)
+           VIEW_EXCLUDED, UNREADABLE, UNPARSEABLE_ROW, NOT_A_FILE, DANGLING_LINK, OUTSIDE_ROOT)
 
 
 @dataclass
@@ -171,15 +176,45 @@ class Source(ABC):
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def entries(self, folder: str | Path) -> tuple[dict[str, str], list[Dropped]]:
+        """Every non-hidden entry directly in ``folder``: the files (links resolved, by name -> path inside the
+        source) and a ``Dropped`` for each other entry: a folder or other non-file (``not_a_file``), a link to
+        nothing (``dangling_link``) or a link leading out of the source folder (``outside_root``)."""
+        base = self.root / folder
+        top = self.root.resolve()
+        files: dict[str, str] = {}
+        dropped: list[Dropped] = []
+        for p in sorted(base.iterdir()):
+            if p.name.startswith("."):
+                continue
+            rel = self.rel(p)
+            if p.is_symlink():
+                if not p.exists():
+                    dropped.append(Dropped(DANGLING_LINK, rel=rel, detail=f"link to {os.readlink(p)}, which does "
+                                           "not exist; restore the target or delete the link"))
+                    continue
+                target = p.resolve()
+                if target != top and top not in target.parents:
+                    dropped.append(Dropped(OUTSIDE_ROOT, rel=rel, detail=f"link to {target}, outside the source "
+                                           f"folder {top}; copy the file in instead of linking it"))
+                    continue
+            if p.is_file():
+                files[p.name] = rel
+            else:
+                kind = "a folder" if p.is_dir() else "not a regular file"
+                dropped.append(Dropped(NOT_A_FILE, rel=rel, detail=f"{kind} where the layout has image files; "
+                                       "not read"))
+        return files, dropped
+
     def files_in(self, folder: str | Path) -> dict[str, str]:
         """Every non-hidden file directly in ``folder`` (inside the source), by file name -> path inside the source."""
-        base = self.root / folder
-        return {p.name: self.rel(p) for p in sorted(base.iterdir()) if p.is_file() and not p.name.startswith(".")}
+        return self.entries(folder)[0]
 
     def scan(self, folder: str | Path) -> tuple[dict[str, str], list[Dropped]]:
-        """The image files directly in ``folder`` by name, and a ``Dropped(NOT_IMAGE)`` for every other file."""
-        files = self.files_in(folder)
-        return ({n: r for n, r in files.items() if is_image_name(n)}, list(self.drop_non_images(files)))
+        """The image files directly in ``folder`` by name, and a ``Dropped`` for every other entry (a file that is
+        not an image, a folder, a dangling link or one leading outside the source)."""
+        files, other = self.entries(folder)
+        return ({n: r for n, r in files.items() if is_image_name(n)}, other + list(self.drop_non_images(files)))
 
     def drop_non_images(self, files: dict[str, str]) -> Iterator[Dropped]:
         """``Dropped`` for files in an image folder that are not images (README, .DS_Store, ...)."""
@@ -187,20 +222,16 @@ class Source(ABC):
             if not is_image_name(name):
                 yield Dropped(NOT_IMAGE, rel=rel, detail=f"suffix {Path(name).suffix or '(none)'}")
 
-    def read_csv(self, rel: str, **kwargs: Any):
-        """Read a metadata CSV as strings, trying UTF-8 (with BOM) then Windows-1252, with a clear error."""
-        import pandas as pd
+    def read_rows(self, rel: str, required: Iterable[str] = (), repair: Repair | None = None) -> MetadataRows:
+        """Read a metadata CSV without losing a row (see ``metadata.read_metadata``), checking ``required`` columns
+        before any row is read.
 
-        path = self.root / rel
-        last: Exception | None = None
-        for enc in ("utf-8-sig", "cp1252"):
-            try:
-                return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding=enc, **kwargs)
-            except UnicodeDecodeError as exc:
-                last = exc
-            except (pd.errors.ParserError, OSError) as exc:
-                raise ParseError(f"{path}: cannot parse as CSV ({exc}); is the download complete?") from exc
-        raise ParseError(f"{path}: neither UTF-8 nor Windows-1252 ({last})")
+        Raises:
+            SourceError: the file is empty or lacks a required column (the message names what was expected and
+                what was found, and the layout).
+            ParseError: the file cannot be read or decoded.
+        """
+        return read_metadata(self.root / rel, rel, required, repair, what=f"{self.name}: ", layout=self.layout)
 
     def version(self) -> dict[str, Any]:
         """Where this copy came from: the git commit, a fetch record, or a digest of the metadata files."""
@@ -238,6 +269,12 @@ def _git_head(root: Path) -> str | None:
             if line.endswith(ref.split(" ", 1)[1]):
                 return line.split(" ", 1)[0]
     return None
+
+
+def unparseable(meta: MetadataRows) -> Iterator[Dropped]:
+    """A ``Dropped(UNPARSEABLE_ROW)`` for each record of a metadata file that could not be read intact."""
+    for rid, detail in meta.bad:
+        yield Dropped(UNPARSEABLE_ROW, source_record=rid, detail=detail)
 
 
 def clean(value: Any) -> str | None:

@@ -25,12 +25,14 @@ from .base import (
     Source,
     clean,
     extras,
-    row_id,
+    unparseable,
 )
+from .metadata import MetadataRows
 
 _EXTRA = ("offset", "survival", "intubated", "went_icu", "RT_PCR_positive", "date", "location", "doi",
           "clinical_notes", "other_notes")
 _NOTES = "clinical_notes"
+_REQUIRED = ("patientid", "finding", "view", "modality", "filename")
 
 
 @register
@@ -47,25 +49,21 @@ class Cohen(Source):
                        "later metadata schema (Pneumonia/Viral/COVID-19); the loader reads both schemas")
     dedup_rank = 80  # a collection of collections (republishes Radiopaedia, SIRM, Hannover ...)
 
-    def _read_metadata(self):
+    def _read_metadata(self) -> MetadataRows:
         """Read ``metadata.csv``; rows whose free-text notes hold unquoted commas are re-joined, not lost."""
-        header: list[str] = []
 
-        def rejoin(fields: list[str]) -> list[str]:
+        def rejoin(fields: list[str], header: list[str]) -> list[str]:
             # Surplus fields came from commas inside the notes: fold them back into the notes column.
             i = header.index(_NOTES) if _NOTES in header else len(header) - 1
             surplus = len(fields) - len(header)
             return fields[:i] + [",".join(fields[i:i + surplus + 1])] + fields[i + surplus + 1:]
 
-        import csv
-
-        with open(self.root / "metadata.csv", newline="", encoding="utf-8-sig", errors="replace") as fh:
-            header.extend(next(csv.reader(fh)))
-        return self.read_csv("metadata.csv", engine="python", on_bad_lines=rejoin)
+        return self.read_rows("metadata.csv", _REQUIRED, repair=rejoin)
 
     def parse(self) -> Iterator[Record | Dropped]:
         self.require("metadata.csv", "images")
         meta = self._read_metadata()
+        yield from unparseable(meta)
         files, junk = self.scan("images")
         yield from junk
         masks, junk = self.scan("lung-masks") if (self.root / "lung-masks").is_dir() else ({}, [])
@@ -73,8 +71,7 @@ class Cohen(Source):
         used_files: dict[str, str] = {}
         used_masks: set[str] = set()
         records: dict[str, Record] = {}
-        for i, row in enumerate(meta.to_dict("records")):
-            rid = row_id("metadata.csv", i)
+        for rid, row in meta.rows:
             fname = clean(row.get("filename")) or ""
             modality = (clean(row.get("modality")) or "").lower()
             folder = clean(row.get("folder")) or "images"

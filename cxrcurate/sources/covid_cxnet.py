@@ -12,13 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ..errors import SourceError
 from ..labels import normalize_sex, normalize_view, parse_age, pediatric_from_age
 from . import register
-from .base import DUPLICATE_ROW, ROW_WITHOUT_FILE, Dropped, Record, Repository, Source, clean, extras, row_id
+from .base import DUPLICATE_ROW, ROW_WITHOUT_FILE, Dropped, Record, Repository, Source, clean, extras, unparseable
 
 _NAME = re.compile(r"^(?P<num>\d+)(?P<flags>[p-]*)\.[A-Za-z]+$")
 _EXTRA = ("pcr_test", "survival", "location", "admission_offset", "symptom_offset", "also_had_ct", "opacification",
           "is_bilateral", "other", "medical_background")
+_REQUIRED = ("filename", "patient_id", "age", "sex", "view")
 
 
 @register
@@ -43,7 +45,15 @@ class CovidCXNet(Source):
         return "images"
 
     def parse(self) -> Iterator[Record | Dropped]:
-        files, junk = self.scan(self._image_dir())
+        folder = self._image_dir()
+        files, junk = self.scan(folder)
+        numbered = [n for n in files if _NAME.match(n)]
+        if files and len(numbered) < 0.1 * len(files):  # the real collection: all; the Cohen folder: 3 of 646
+            raise SourceError(f"{self.name}: {self.root / folder} does not look like the COVID-CXNet collection: "
+                              "expected files named by number (001.jpeg ... 900.jpg, 446p.jpg), found "
+                              f"{len(numbered)} such names of {len(files)}, others e.g. "
+                              f"{sorted(set(files) - set(numbered))[:3]}. Expected the layout:\n{self.layout}")
+        meta = self.read_rows("metadata.csv", _REQUIRED) if (self.root / "metadata.csv").exists() else None
         yield from junk
         by_lower = {name.lower(): name for name in files}
         by_number: dict[str, list[str]] = {}
@@ -51,9 +61,9 @@ class CovidCXNet(Source):
             if m := _NAME.match(name):
                 by_number.setdefault(m.group("num") + m.group("flags"), []).append(name)
         rows: dict[str, tuple[str, dict]] = {}
-        if (self.root / "metadata.csv").exists():
-            for i, row in enumerate(self.read_csv("metadata.csv").to_dict("records")):
-                rid = row_id("metadata.csv", i)
+        if meta is not None:
+            yield from unparseable(meta)
+            for rid, row in meta.rows:
                 fname = (clean(row.get("filename")) or "").lower()
                 if fname not in by_lower and len(by_number.get(fname.rsplit(".", 1)[0], [])) == 1:
                     # the row names the right number with another extension (403.jpg for 403.jpeg)

@@ -29,7 +29,7 @@ from .base import (
     Source,
     clean,
     extras,
-    row_id,
+    unparseable,
 )
 
 _EXTRA = ("admission_offset", "icu_admission_offset", "icu_release_offset", "death_offset", "modality")
@@ -50,12 +50,13 @@ class Hannover(Source):
 
     def parse(self) -> Iterator[Record | Dropped]:
         self.require("data.csv", "png")
+        meta = self.read_rows("data.csv", ("patient_id", "image_id", "admission_offset", "projection"))
         files, junk = self.scan("png")
         yield from junk
+        yield from unparseable(meta)
         by_stem = {name.rsplit(".", 1)[0]: name for name in files}
         used: dict[str, str] = {}
-        for i, row in enumerate(self.read_csv("data.csv").to_dict("records")):
-            rid = row_id("data.csv", i)
+        for rid, row in meta.rows:
             image_id = clean(row.get("image_id")) or ""
             name = by_stem.get(image_id)
             if name is None:

@@ -14,7 +14,18 @@ from collections.abc import Iterator
 from ..imageio import is_image_name
 from ..labels import MAX_AGE, PEDIATRIC_AGE, normalize_sex, normalize_view, pediatric_from_age
 from . import register
-from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, ROW_WITHOUT_FILE, Dropped, ManualDownload, Record, Source, row_id
+from .base import (
+    DUPLICATE_ROW,
+    FILE_WITHOUT_ROW,
+    ROW_WITHOUT_FILE,
+    Dropped,
+    ManualDownload,
+    Record,
+    Source,
+    unparseable,
+)
+
+_REQUIRED = ("Image Index", "Finding Labels", "Patient ID", "Patient Age", "Patient Gender", "View Position")
 
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
             "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
@@ -59,18 +70,25 @@ class NIHChestXray14(Source):
     def metadata_files(self) -> tuple[str, ...]:  # type: ignore[override]
         return (self._csv(),)
 
-    def _images(self) -> dict[str, str]:
+    def _images(self) -> tuple[dict[str, str], list[Dropped]]:
         found: dict[str, str] = {}
+        other: list[Dropped] = []
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("images")):
             inner = folder / "images" if (folder / "images").is_dir() else folder
-            for p in sorted(inner.iterdir()):
-                if p.is_file() and not p.name.startswith("."):
-                    found.setdefault(p.name, self.rel(p))
-        return found
+            files, dropped = self.entries(inner.relative_to(self.root))
+            other.extend(d for d in dropped if not (inner != folder and d.rel == self.rel(inner)))
+            for name, rel in files.items():
+                found.setdefault(name, rel)
+        return found, other
 
     def parse(self) -> Iterator[Record | Dropped]:
+        import pandas as pd
+
         csv_name = self._csv()
-        df = self.read_csv(csv_name)
+        meta = self.read_rows(csv_name, _REQUIRED)
+        yield from unparseable(meta)
+        rids = [rid for rid, _ in meta.rows]
+        df = pd.DataFrame([row for _, row in meta.rows], columns=meta.header).fillna("")
         age_col = "Patient Age"
         ages_raw = df[age_col].str.extract(r"^0*(\d+)", expand=False).astype(float)
         impossible = ages_raw > MAX_AGE
@@ -82,13 +100,13 @@ class NIHChestXray14(Source):
             "impossible_ages": int(impossible.sum()),
             "impossible_age_examples": sorted({int(a) for a in ages_raw[impossible]})[:10],
         })
-        files = self._images()
+        files, other = self._images()
+        yield from other
         for name, rel in files.items():
             if not is_image_name(name):
                 yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail="not an image")
         used: dict[str, str] = {}
-        for i, (row, age) in enumerate(zip(df.to_dict("records"), ages.tolist(), strict=True)):
-            rid = row_id(csv_name, i)
+        for rid, row, age in zip(rids, df.to_dict("records"), ages.tolist(), strict=True):
             name = row["Image Index"]
             rel = files.get(name)
             if rel is None:
@@ -105,7 +123,7 @@ class NIHChestXray14(Source):
                 extra["age_raw"] = row[age_col]
             yield Record(
                 rel=rel, label=nih_label(row.get("Finding Labels") or ""), source_record=rid,
-                patient_id=f"nih-cxr14:{int(row['Patient ID'])}", url=self.homepage, license=self.license,
+                patient_id=f"nih-cxr14:{_patient(row['Patient ID'])}", url=self.homepage, license=self.license,
                 finding_raw=row.get("Finding Labels"), view=normalize_view(row.get("View Position")),
                 age_years=age_years, sex=normalize_sex(row.get("Patient Gender")), pediatric=pediatric,
                 pediatric_reason=reason, extra=extra,
@@ -115,3 +133,6 @@ class NIHChestXray14(Source):
                 yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail=f"no {csv_name} row names this file")
 
 
+def _patient(value: str) -> str:
+    """``Patient ID`` without leading zeros (``00012`` -> ``12``), as it is in the CSV otherwise."""
+    return str(int(value)) if value.strip().isdigit() else value.strip()
