@@ -165,7 +165,8 @@ def _methods(*names):
 
 def test_status_rules():
     assert masked_status(0.9, [0.75, 1.0]) == "fail"
-    assert masked_status(0.65, [0.55, 0.8]) == "warn"  # above chance, below the fail line
+    assert masked_status(0.62, [0.53, 0.75]) == "warn"  # above chance, below the fail line (0.15 from chance)
+    assert masked_status(0.69, [0.55, 0.82]) == "fail"  # a full marker seen with the lungs blacked out (measured)
     assert masked_status(0.75, [0.45, 0.95]) == "warn"  # high but too few images to tell
     assert masked_status(0.6, [0.35, 0.8]) == "pass"  # indistinguishable from chance
     assert masked_status(0.3, [0.22, 0.38]) == "fail"  # far BELOW chance with a tight CI: signal outside the lungs
@@ -279,3 +280,33 @@ def test_leakage_check_reads_the_full_manifest():
     assert check.numbers["report"]["rows_per_side"] == {"train": 1, "test": 1}  # the dropped row takes no side
     frame["split"] = "train"
     assert audit_checks.leakage(frame, "group", manifest).status == "pass"
+
+
+def test_self_test_expectations_follow_the_measured_marker_reliance():
+    from cxrcurate.audit.selftest import SCENARIOS, expected_verdicts
+
+    assert expected_verdicts(SCENARIOS["clean"], 0.5) == ("pass",)  # the control always passes, whatever happens
+    assert expected_verdicts(SCENARIOS["full-marker"], 0.9) == ("fail",)
+    assert expected_verdicts(SCENARIOS["partial-marker"], 0.01) == ("pass",)  # not read: no wolf to cry
+    assert set(expected_verdicts(SCENARIOS["low-contrast"], 0.1)) == {"pass", "warn", "fail"}
+
+
+def test_lungs_only_judges_the_drop_by_its_confidence_interval():
+    from cxrcurate.audit.core import region_checks
+
+    rng = np.random.default_rng(0)
+    n = 60
+    y = np.arange(n) % 2
+
+    def scores(signal):
+        p = 1 / (1 + np.exp(-(signal * (2 * y - 1) + rng.normal(0, 1, n))))
+        return list(np.log(np.stack([1 - p, p], axis=1)))
+
+    full = scores(1.5)
+    noisy = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "target": y, "full": full,
+                          "masked": scores(0.0), "inside": scores(1.3)})
+    only = {c.name: c for c in region_checks(noisy, ("non-covid", "covid19"), 0, 300, 0, "mask")}["lungs_only"]
+    assert only.status == "pass" and only.numbers["drop_ci95"][0] < 0.05 < only.numbers["drop_ci95"][1] + 1
+    gone = noisy.assign(inside=scores(0.0))
+    only = {c.name: c for c in region_checks(gone, ("non-covid", "covid19"), 0, 300, 0, "mask")}["lungs_only"]
+    assert only.status == "fail" and only.numbers["drop_ci95"][0] > 0.15

@@ -17,10 +17,13 @@ scenario                marker on positives / negatives    marker            exp
 ======================  =================================  ================  ===========================
 
 Each scenario is one base-CNN run (``run_bench`` with the bench's paper augmentation, as a real run) and one full
-``run_audit`` against the drawn lung masks. The self-test passes only when every scenario's verdict is one it
-expects. As evidence beside the verdicts it measures each model's *marker reliance*: the mean change of P(COVID-19)
-on the test images when the marker is burnt into every one of them versus none (a counterfactual the audit itself
-does not see).
+``run_audit`` against the drawn lung masks. Whether a trained model actually READ a planted marker is measured
+independently of the audit: its *marker reliance*, the mean change of P(COVID-19) on the test images when the
+marker is burnt into every one of them versus none (a counterfactual the audit itself does not see). A scenario's
+expected verdict is the table's when the model relied on the marker (reliance >= ``RELIED``); when it did not
+(reliance < ``IGNORED``: a weak marker lost against the lung signal) the audit must say ``pass`` (crying wolf is a
+failure too); in between either is accepted. The clean control must always ``pass``, its whole verdict. The
+self-test passes only when every scenario's verdict is one it expects.
 
 Training options are the self-test's own (``SelfTestOptions``: lr 1e-3, no LR finder), set explicitly so that the
 result does not move with the bench's defaults; ``docs/audit.md`` records the measured training curves and verdicts.
@@ -42,6 +45,7 @@ MARKER = "R"
 HAZE = 60
 LOW_DELTA = 40
 DUP_RADIUS = 8
+RELIED, IGNORED = 0.20, 0.05  # marker reliance (change of P(COVID-19)) above which a model read the marker / below
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SCENARIOS: dict[str, dict[str, Any]] = {
     "clean": {"positives": 0.0, "negatives": 0.0, "contrast": "full", "expected": ("pass",)},
@@ -222,6 +226,17 @@ def scenario_manifest(out: Path, images: list[tuple[np.ndarray, np.ndarray, str]
     return write_manifest(rows, out / "manifest.parquet", {"data_root": str(out), "self_test": scenario})
 
 
+def expected_verdicts(scenario: dict[str, Any], reliance: float) -> tuple[str, ...]:
+    """The verdicts a scenario accepts given how much its model relied on the marker (see the module docstring)."""
+    if scenario["positives"] == 0 and scenario["negatives"] == 0:
+        return ("pass",)
+    if reliance >= RELIED:
+        return tuple(scenario["expected"])
+    if reliance < IGNORED:
+        return ("pass",)
+    return tuple(dict.fromkeys(("pass", *scenario["expected"])))
+
+
 def marker_reliance(run_path: Path) -> dict[str, Any]:
     """Mean change of P(COVID-19) on the test images with the marker burnt into all of them versus none."""
     from ..bench.runio import RunFolder, batches, predict_scores
@@ -296,12 +311,14 @@ def run_self_test(out: str | Path, options: SelfTestOptions | None = None) -> Se
                                             attribution_images=options.attribution_images, seed=options.seed))
         history = pd.read_csv(Path(run) / "run-0/history.csv").to_dict("records")
         checks = {c["name"]: {"status": c["status"], "summary": c["summary"]} for c in audit["checks"]}
-        results[name] = {"expected": list(scenario["expected"]), "got": audit["verdict"],
-                         "ok": audit["verdict"] in scenario["expected"], "auc": audit["test_performance"]["auc"],
+        reliance = marker_reliance(run)
+        expected = expected_verdicts(scenario, reliance["delta_p_covid"])
+        results[name] = {"expected": list(expected), "got": audit["verdict"],
+                         "ok": audit["verdict"] in expected, "auc": audit["test_performance"]["auc"],
                          "auc_ci95": audit["test_performance"]["auc_ci95"], "checks": checks,
-                         "reliance": marker_reliance(run), "history": history, "run": str(run),
+                         "reliance": reliance, "history": history, "run": str(run),
                          "scenario": {k: v for k, v in scenario.items() if k != "expected"}}
-        log.info("self-test %s: verdict %s (expected %s)", name, audit["verdict"], scenario["expected"])
+        log.info("self-test %s: verdict %s (expected %s)", name, audit["verdict"], expected)
     result = SelfTestResult(all(v["ok"] for v in results.values()), results, asdict(options), where)
     (out / "selftest.json").write_text(json.dumps(to_json(asdict(result)), indent=2, allow_nan=False))
     return result
