@@ -39,6 +39,10 @@ def main() -> None:
     ap.add_argument("--init", default="random")
     ap.add_argument("--negatives", default="normal,pneumonia,other")
     ap.add_argument("--max-minutes", type=float, default=None, help="per training run")
+    ap.add_argument("--lr", default="auto", help="a number or auto (the bench's LR range test)")
+    ap.add_argument("--cache", help="tensor cache filled by `cxrcurate preprocess` (read instead of rendering)")
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--augment-strength", type=float, default=1.0)
     ap.add_argument("--data-root", help="folder the manifest's paths are relative to (default: recorded)")
     ap.add_argument("--report", type=Path, help="where ladder.md/json go, rewritten after every run (default: --out)")
     ap.add_argument("--deadline-minutes", type=float, help="start no new run after this long")
@@ -55,12 +59,13 @@ def main() -> None:
             if args.deadline_minutes and (time.time() - started) / 60 > args.deadline_minutes:
                 failed[name] = "not run: deadline reached"
                 continue
-            lr = 1e-3 if model == "base-cnn" else 1e-4
+            lr = args.lr if args.lr == "auto" else float(args.lr)
             train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, patience=4,
                                 workers=args.workers, max_minutes=args.max_minutes)
             opts = BenchOptions(model=model, init=args.init, split_policy=policy, runs=args.runs, size=args.size,
                                 negatives=tuple(args.negatives.split(",")), train=train, n_boot=1000,
-                                data_root=args.data_root)
+                                data_root=args.data_root, cache=args.cache, augment=not args.no_augment,
+                                augment_strength=args.augment_strength)
             t0 = time.time()
             try:
                 runs.append(run_bench(args.manifest, args.out / "runs" / name, opts, progress=False))

@@ -42,9 +42,15 @@ def _table(release: str | os.PathLike, table: str = "open") -> pd.DataFrame:
 
 def read_any(path: str | os.PathLike, read_manifest: Any) -> pd.DataFrame:
     """A manifest (validated by ``read_manifest``) or a release table (``open.parquet``, read as it is)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    from ..errors import SchemaError
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as exc:  # truncated, or not Parquet at all
+        raise SchemaError(f"{path} is not a readable Parquet file ({exc}); rebuild it or check the path") from exc
     if b"cxrcurate_release" in meta:
         return pd.read_parquet(path)
     return read_manifest(path)
