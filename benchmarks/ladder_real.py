@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--lr", default="auto", help="a number or auto (the bench's LR range test)")
     ap.add_argument("--cache", help="tensor cache filled by `cxrcurate preprocess` (read instead of rendering)")
     ap.add_argument("--no-augment", action="store_true")
-    ap.add_argument("--augment-strength", type=float, default=1.0)
+    ap.add_argument("--augment-strength", type=float, default=0.5)
     ap.add_argument("--data-root", help="folder the manifest's paths are relative to (default: recorded)")
     ap.add_argument("--report", type=Path, help="where ladder.md/json go, rewritten after every run (default: --out)")
     ap.add_argument("--deadline-minutes", type=float, help="start no new run after this long")

@@ -105,8 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--warmup-steps", type=int, help="linear warm-up steps from lr/10 (default: 10%% of an epoch, "
                     "at most 50)")
     be.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    be.add_argument("--augment-strength", type=float, default=1.0,
-                    help="scale of the paper's augmentation ranges (1 = the paper's; 0.5 = half)")
+    be.add_argument("--augment-strength", type=float, default=0.5,
+                    help="scale of the paper's augmentation ranges (default 0.5 = half; 1 = the paper's, which crops "
+                         "image corners in most draws: see docs/bench.md)")
     be.add_argument("--holdout-source", metavar="SOURCE",
                     help="leave-one-source-out: every unit holding a row of SOURCE is test, never trained on")
     be.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
