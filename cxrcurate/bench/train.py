@@ -154,7 +154,7 @@ def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainC
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=start)
     factor = (end / start) ** (1 / max(1, steps - 1))
-    lrs, losses, smooth = [], [], None
+    lrs, losses, raw, smooth = [], [], [], None
     model.train()
     it = iter(_loader(ds, cfg, shuffle=True, generator=seed_everything(cfg.seed)))
     for step in range(steps):
@@ -170,6 +170,7 @@ def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainC
         loss = loss_fn(model(x.to(device)), y.to(device))
         loss.backward()
         opt.step()
+        raw.append(loss.item())
         smooth = loss.item() if smooth is None else 0.9 * smooth + 0.1 * loss.item()
         lrs.append(lr)
         losses.append(smooth)
@@ -178,10 +179,14 @@ def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainC
     model.load_state_dict(state)
     if len(losses) < 5:
         return LR_MIN
-    finite = [(v, lr) for v, lr in zip(losses, lrs, strict=True) if math.isfinite(v)]
+    warm = min(10, len(raw) // 2)  # the start level: mean of the first batches (one batch alone is too noisy)
+    start_level = float(np.mean(raw[:warm]))
+    finite = [(v, lr) for v, lr in zip(losses[warm:], lrs[warm:], strict=True) if math.isfinite(v)]
+    if not finite:
+        return LR_FALLBACK
     low, at_min = min(finite)
-    if low > losses[0] * (1 - MIN_DESCENT):
-        log.warning("LR range test: the loss never fell (%.4f -> at best %.4f); using lr %.0e", losses[0], low,
+    if low > start_level * (1 - MIN_DESCENT):
+        log.warning("LR range test: the loss never fell (%.4f -> at best %.4f); using lr %.0e", start_level, low,
                     LR_FALLBACK)
         return LR_FALLBACK
     chosen = float(min(max(at_min / 10, LR_MIN), LR_MAX))
