@@ -158,7 +158,7 @@ def test_dask_engine_gives_the_local_groups(sample_build, sample_dedup, tmp_path
         remote = dedup(m, sample_build.info["data_root"], opts, progress=False)
         with Client(cluster.scheduler_address) as client:  # the three stages ran as tasks of this cluster
             prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
-    assert {"fingerprint_chunk", "_search_task", "verify_chunk"} <= set(prefixes)
+    assert {"fingerprint_chunk", "search_task", "verify_chunk"} <= set(prefixes)
     assert _groups(remote.manifest) == _groups(local.manifest)
     cols = ["image_a", "image_b", "kind", "inliers", "score", "accepted"]
     pd.testing.assert_frame_equal(remote.pairs[cols].reset_index(drop=True), local.pairs[cols].reset_index(drop=True))

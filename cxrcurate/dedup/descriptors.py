@@ -91,6 +91,11 @@ def build_index(vectors: np.ndarray, threads: int = 1):
     try:
         import faiss
     except ImportError:
+        if len(vectors) > EXACT_LIMIT:
+            import logging
+
+            logging.getLogger(__name__).warning("faiss is not installed: searching %d descriptors by brute force "
+                                                "(quadratic time); pip install faiss-cpu", len(vectors))
         return None
     faiss.omp_set_num_threads(max(1, threads))
     m, d = vectors.shape

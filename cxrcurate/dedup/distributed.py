@@ -21,7 +21,7 @@ from .runners import CHUNK, _stack, pair_batches, path_chunks, unorder
 QUERY_BATCH = 20_000  # images whose whole view one search task queries
 
 
-def _search_task(index_bytes: np.ndarray | None, flat: np.ndarray, queries: np.ndarray, first: int, k: int,
+def search_task(index_bytes: np.ndarray | None, flat: np.ndarray, queries: np.ndarray, first: int, k: int,
                  n_crops: int) -> np.ndarray:
     from .descriptors import neighbour_pairs, search
 
@@ -80,7 +80,7 @@ class DaskRunner:
             blob = faiss.serialize_index(index)
         [blob_f, flat_f] = self.client.scatter([blob, flat], broadcast=True)
         starts = list(range(0, n, QUERY_BATCH))
-        futures = [self.client.submit(_search_task, blob_f, flat_f, white[s:s + QUERY_BATCH, 0], s, k, c, pure=False)
+        futures = [self.client.submit(search_task, blob_f, flat_f, white[s:s + QUERY_BATCH, 0], s, k, c, pure=False)
                    for s in starts]
         pairs = np.concatenate(self._gather(futures)) if futures else np.zeros((0, 2), np.int64)
         return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(-1, 2)
