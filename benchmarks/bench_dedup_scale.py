@@ -60,10 +60,10 @@ def _mosaic(seed: int, sources: list[Path]) -> Image.Image:
 def _transform(im: Image.Image, name: str, rng: np.random.Generator) -> Image.Image:
     w, h = im.size
     if name == "crop":  # tighter crop / zoom: cut 0-20% off each side, then scale up (aspect kept)
-        l, t = int(w * rng.uniform(0.0, 0.2)), int(h * rng.uniform(0.0, 0.2))
-        r, b = w - int(w * rng.uniform(0.0, 0.2)), h - int(h * rng.uniform(0.0, 0.2))
-        f = w / (r - l)
-        return im.crop((l, t, r, b)).resize((w, int((b - t) * f)), Image.BILINEAR)
+        x0, y0 = int(w * rng.uniform(0.0, 0.2)), int(h * rng.uniform(0.0, 0.2))
+        x1, y1 = w - int(w * rng.uniform(0.0, 0.2)), h - int(h * rng.uniform(0.0, 0.2))
+        f = w / (x1 - x0)
+        return im.crop((x0, y0, x1, y1)).resize((w, int((y1 - y0) * f)), Image.BILINEAR)
     if name == "pad":
         p = int(w * rng.uniform(0.05, 0.15))
         out = Image.new("L", (w + 2 * p, h + p), 0)
