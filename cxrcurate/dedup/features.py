@@ -87,7 +87,11 @@ Features = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score: float = 0.99,
            strong_inliers: int = 220) -> Verdict:
-    """``verify_pair`` on features already computed: ``(320-px grey copy, keypoint xy, ORB descriptors)`` each."""
+    """``verify_pair`` on features already computed: ``(320-px grey copy, keypoint xy, ORB descriptors)`` each.
+
+    ``inliers`` is the RANSAC inlier count; when there are fewer ratio-test matches than ``min_inliers`` the
+    pair cannot be accepted, RANSAC is skipped and the match count (an upper bound on inliers) is reported.
+    """
     import cv2
 
     ta, pa, da = feat_a
@@ -96,8 +100,8 @@ def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score
         return Verdict(0, 0.0, False)
     matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(np.ascontiguousarray(db), np.ascontiguousarray(da), k=2)
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-    if len(good) < 6:
-        return Verdict(len(good), 0.0, False)
+    if len(good) < max(6, min(min_inliers, strong_inliers)):  # inliers <= matches: cannot be accepted, and
+        return Verdict(len(good), 0.0, False)  # RANSAC is skipped; the match count (an upper bound) is the evidence
     src = pb[[g.queryIdx for g in good]]
     dst = pa[[g.trainIdx for g in good]]
     cv2.setRNGSeed(0)  # RANSAC is randomised: the same pair must give the same evidence on every run
