@@ -123,17 +123,5 @@ def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score
     return Verdict(inliers, round(score, 4), accepted)
 
 
-def verify_job(args: tuple[str, str, int, float, int]) -> Verdict:
-    """Process-pool entry point for ``verify_pair``."""
-    path_a, path_b, min_inliers, min_score, strong_inliers = args
-    try:
-        return verify_pair(path_a, path_b, min_inliers, min_score, strong_inliers)
-    except Exception as exc:  # noqa: BLE001 - a broken pair must not stop a long run; it is logged as rejected
-        import logging
-
-        logging.getLogger(__name__).warning("verification of %s / %s failed: %s", path_a, path_b, exc)
-        return Verdict(0, 0.0, False)
-
-
 def cpu_workers(workers: int | None) -> int:
     return workers or os.cpu_count() or 1
