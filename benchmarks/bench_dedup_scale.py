@@ -12,7 +12,10 @@ re-publication brings: a tighter crop or zoom, black padding, a burned-in label,
 small rotation, or a down-size with JPEG re-encoding. Dedup then runs on the whole set (one process per
 ``--workers``) and the script prints wall time, peak memory (this process plus its workers), candidate pairs per
 image, recall of the planted copies, wrong merges (groups joining different originals), and the growth exponent
-``log(t2 / t1) / log(N2 / N1)`` between consecutive sizes. Pictures are generated once per size and cached in
+``log(t2 / t1) / log(N2 / N1)`` between consecutive sizes (of wall time; CPU seconds of this process and its
+finished workers are printed too, as wall time misleads on shared cores). Peak memory is the largest resident
+set of one process (ru_maxrss), cumulative over the sizes of one invocation: run one size per invocation for
+per-size peaks. Pictures are generated once per size and cached in
 ``--work`` (not timed).
 """
 
@@ -134,6 +137,12 @@ def synthetic_set(n: int, root: Path, work: Path, workers: int) -> pd.DataFrame:
     return df
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished workers (wall time misleads on shared cores)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _peak_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -156,9 +165,9 @@ def main() -> None:
         df = synthetic_set(n, args.data_root, args.work, args.workers)
         opts = DedupOptions(workers=args.workers, engine=args.engine, scheduler=args.scheduler,
                             work_dir=str(args.work), label_conflict="report")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_s()
         res = dedup(df.drop(columns=["original", "transform"]), "/", opts, progress=False)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
         out = res.manifest.assign(original=df["original"].to_numpy(), transform=df["transform"].to_numpy())
         copies = out[out["transform"] != "original"]
         group_of = out.set_index("image_id")["dup_group"]
@@ -168,7 +177,7 @@ def main() -> None:
         wrong = int((out.groupby("dup_group")["original"].nunique() > 1).sum())
         cand = res.summary["candidate_pairs"] / n
         results.append((n, wall, _peak_mb()))
-        line = (f"N={n:>7,}  wall {wall:8.1f} s  peak {results[-1][2]:7.0f} MB (cumulative max)  "
+        line = (f"N={n:>7,}  wall {wall:8.1f} s  cpu {cpu:8.1f} s  peak {results[-1][2]:7.0f} MB (cumulative max)  "
                 f"candidates/image {cand:5.2f}  copy recall {hit.mean():.4f}  wrong merges {wrong}")
         if len(results) > 1:
             (n1, t1, _), (n2, t2, _) = results[-2], results[-1]
