@@ -124,7 +124,7 @@ def main() -> None:
     group = res.manifest.set_index("image_id")["dup_group"]
     origin = dict(zip("planted:" + planted["file"], planted["original"], strict=True))
     members = res.manifest.groupby("dup_group")["image_id"].apply(list)
-    hits, true_pairs, false_pairs = {}, 0, 0
+    hits, true_pairs, false_pairs, wrong = {}, 0, 0, []
     for c, o in origin.items():
         hits.setdefault(c.split("-")[-1].removesuffix(".png"), []).append(group[c] == group[o])
         for x in members[group[c]]:
@@ -133,6 +133,8 @@ def main() -> None:
             same = origin.get(x) == o if x in origin else (x == o or base_group[x] == base_group[o])
             true_pairs += same
             false_pairs += not same
+            if not same:
+                wrong.append((c, x))
     recall = np.mean([h for v in hits.values() for h in v])
     precision = true_pairs / max(1, true_pairs + false_pairs)
     print(f"\nplanted {len(planted)} copies of {len(originals)} originals among {len(m)} real images")
@@ -141,6 +143,15 @@ def main() -> None:
     print("recall per transform: " + ", ".join(f"{t} {np.mean(v):.3f}" for t, v in hits.items()))
     print(f"pair recall {recall:.3f}; pair precision {precision:.3f} ({false_pairs} wrong pairs of "
           f"{true_pairs + false_pairs} predicted pairs involving a planted copy)")
+    if wrong:
+        ev = res.pairs[res.pairs["accepted"].astype(bool)]
+        bridges = ev[ev["image_a"].isin(origin).ne(ev["image_b"].isin(origin))]  # a planted copy and a real image
+        bridges = bridges[[base_group.get(r, "") != base_group.get(origin.get(p, p), "") for p, r in
+                           zip(bridges["image_a"].where(bridges["image_a"].isin(origin), bridges["image_b"]),
+                               bridges["image_a"].where(~bridges["image_a"].isin(origin), bridges["image_b"]),
+                               strict=True)]]
+        print(f"accepted pairs joining a planted copy to a real picture outside its original's group: {len(bridges)}")
+        print(bridges.to_string(index=False))
     print("\ncross-source groups among the real collections (baseline run):")
     print(cross_source_table(baseline.manifest).to_string(index=False))
     s = baseline.summary

@@ -145,3 +145,26 @@ def test_cli_dedup_and_stats(sample_build, tmp_path, capsys):
     assert out.with_name("m.pairs.parquet").exists() and out.with_name("m.conflicts.parquet").exists()
     assert main(["stats", str(out)]) == 0
     assert "duplicate groups shared by sources" in capsys.readouterr().out
+
+
+def test_dask_engine_gives_the_local_groups(sample_build, sample_dedup, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    _, local = sample_dedup
+    m = read_manifest(sample_build.manifest)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        opts = DedupOptions(engine="dask", scheduler=cluster.scheduler_address, work_dir=str(tmp_path))
+        remote = dedup(m, sample_build.info["data_root"], opts, progress=False)
+        with Client(cluster.scheduler_address) as client:  # the three stages ran as tasks of this cluster
+            prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"fingerprint_chunk", "search_task", "verify_chunk"} <= set(prefixes)
+    assert _groups(remote.manifest) == _groups(local.manifest)
+    cols = ["image_a", "image_b", "kind", "inliers", "score", "accepted"]
+    pd.testing.assert_frame_equal(remote.pairs[cols].reset_index(drop=True), local.pairs[cols].reset_index(drop=True))
+
+
+def test_unknown_engine_is_a_clear_error(sample_build):
+    m = read_manifest(sample_build.manifest)
+    with pytest.raises(CxrcurateError, match="engine"):
+        dedup(m, sample_build.info["data_root"], DedupOptions(engine="spark", workers=1), progress=False)

@@ -88,7 +88,8 @@ def _dedup_options(args: argparse.Namespace):
     from ..dedup.engine import DedupOptions
 
     kwargs = {"radius": args.radius, "knn": args.knn, "label_conflict": args.label_conflict,
-              "workers": getattr(args, "workers", None)}
+              "workers": getattr(args, "workers", None), "engine": args.engine, "scheduler": args.scheduler,
+              "work_dir": args.work_dir}
     if args.prefer:
         kwargs["preference"] = tuple(s.strip() for s in args.prefer.split(","))
     return DedupOptions(**kwargs)
@@ -185,8 +186,15 @@ def cmd_leakage(args: argparse.Namespace) -> int:
 
 def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("deduplication")
-    g.add_argument("--radius", type=int, default=8, help="pHash Hamming radius for candidates (default 8)")
-    g.add_argument("--knn", type=int, default=5, help="nearest thumbnails per image as candidates (default 5)")
+    g.add_argument("--radius", type=int, default=4, help="pHash Hamming radius for candidates (default 4)")
+    g.add_argument("--knn", type=int, default=8,
+                   help="nearest images per image by crop-tolerant descriptors, as candidates (default 8)")
+    g.add_argument("--engine", choices=["local", "dask"], default="local",
+                   help="where features, candidate search and verification run "
+                   "(dask: pip install cxrcurate[distributed])")
+    g.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:8786); default: a local cluster")
+    g.add_argument("--work-dir", help="folder for per-image features during the run; on a cluster, one all workers "
+                   "see (default: system temp)")
     g.add_argument("--prefer", help="comma-separated source order for the copy to keep (default: originals first)")
     g.add_argument("--label-conflict", choices=["exclude", "report"], default="exclude",
                    help="copies whose sources disagree on the label: exclude them all (default) or only report")

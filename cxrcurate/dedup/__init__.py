@@ -1,8 +1,12 @@
-"""Duplicates: exact (file and pixel hashes) and near copies (candidates from perceptual hashes, thumbnails and
-shared names, verified by ORB/RANSAC), grouped by union-find with one kept copy per group.
+"""Duplicates: exact (file and pixel hashes) and near copies (candidates from crop-tolerant descriptors searched
+with faiss, perceptual hashes and shared names, verified by ORB/RANSAC), grouped by union-find with one kept copy
+per group.
 
 - ``hashindex``: all pairs of 64-bit hashes within a Hamming radius (multi-index hashing).
-- ``features``: per-image features and the verification of a candidate pair (run in worker processes).
+- ``descriptors``: canonical view, multi-crop descriptors, whitening, nearest-neighbour candidates.
+- ``store``: each image decoded once; verification features kept on disk for the run.
+- ``features``: the verification of a candidate pair.
+- ``runners`` / ``distributed``: the per-image and per-pair maps in local processes or on a Dask cluster.
 - ``engine``: candidates -> verified pairs -> groups, keep policy, label conflicts; ``dedup_manifest``.
 """
 

@@ -1,10 +1,11 @@
 """Find copies of one picture across and within collections, group them, and choose one copy to keep.
 
 Stages: (1) exact duplicates by ``file_sha256`` / ``pixel_sha256``; (2) near-duplicate *candidates* from the
-manifest's pHash within ``radius``, from a pHash of the trimmed central region within ``center_radius``, from
-the ``knn`` nearest blurred thumbnails and from file names shared across sources (Cohen republishes Hannover
-images under their Hannover ids, re-cropped and straightened); (3) *verification* of every candidate
-(``dedup_features.verify_pair``), its evidence kept in the pairs table; (4) union-find into ``dup_group`` and
+manifest's pHash within ``radius``, from the ``knn`` nearest images by crop-tolerant descriptors of a canonical
+view (``descriptors``: survives crop, zoom, padding, labels, windowing, small rotation) and from file names shared
+across sources (Cohen republishes Hannover images under their Hannover ids, re-cropped and straightened);
+(3) *verification* of every candidate (``features.decide`` on features computed once per image, ``store``), its
+evidence kept in the pairs table; (4) union-find into ``dup_group`` and
 one ``keep=True`` per group by a documented preference; (5) a report of cross-source groups and of metadata
 conflicts inside groups. A label conflict is never resolved silently: by default every copy of a picture whose
 sources disagree on its label gets ``keep=False`` and is listed.
@@ -17,7 +18,6 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,8 @@ PAIR_COLUMNS = ["image_a", "image_b", "kind", "hamming", "inliers", "score", "ac
 class DedupOptions:
     """Knobs of ``dedup``; every one is written into the manifest's metadata."""
 
-    radius: int = 8
-    center_radius: int = 8
-    knn: int = 5
+    radius: int = 4
+    knn: int = 8  # nearest other images per image in the descriptor search (``descriptors``)
     same_name: bool = True
     min_inliers: int = 100
     min_score: float = 0.99
@@ -50,6 +49,9 @@ class DedupOptions:
     preference: Sequence[str] = field(default_factory=dedup_preference)  # sources' dedup_rank order
     label_conflict: str = "exclude"  # or "report": keep the preferred copy and only list the conflict
     workers: int | None = None
+    engine: str = "local"  # or "dask" (``distributed``): same pairs and groups, work spread over a cluster
+    scheduler: str | None = None  # Dask scheduler address; None starts a local cluster
+    work_dir: str | None = None  # where per-image features are kept during the run (shared by all workers)
 
 
 @dataclass
@@ -100,25 +102,6 @@ def _hash_pairs(hashes: np.ndarray, radius: int, kind: str) -> pd.DataFrame:
     return pd.DataFrame({"a": i, "b": j, "kind": kind, "hamming": d.astype(int)})
 
 
-def _knn_pairs(vectors: np.ndarray, k: int, block: int = 2048) -> pd.DataFrame:
-    """The ``k`` nearest thumbnails of every image (cosine), blocked so memory stays O(block * n)."""
-    n = len(vectors)
-    if k <= 0 or n < 2:
-        return pd.DataFrame(columns=["a", "b", "kind", "hamming"])
-    k = min(k, n - 1)
-    out_a, out_b = [], []
-    for start in range(0, n, block):
-        sims = vectors[start:start + block] @ vectors.T
-        rows = np.arange(start, min(start + block, n))
-        sims[rows - start, rows] = -np.inf
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        out_a.append(np.repeat(rows, k))
-        out_b.append(nearest.ravel())
-    a, b = np.concatenate(out_a), np.concatenate(out_b)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    return pd.DataFrame({"a": lo, "b": hi, "kind": "knn", "hamming": -1})
-
-
 def _name_pairs(df: pd.DataFrame) -> pd.DataFrame:
     """Files of different sources with the same distinctive name stem (8+ characters, not only digits)."""
     stems = df["path"].str.rsplit("/", n=1).str[-1].str.rsplit(".", n=1).str[0].str.lower()
@@ -133,57 +116,62 @@ def _name_pairs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["a", "b", "kind", "hamming"])
 
 
-def _map(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
-    from tqdm.auto import tqdm
+def _runner(options: DedupOptions, progress: bool):
+    from .features import cpu_workers
 
-    if not jobs:
-        return []
-    if workers > 1 and len(jobs) > 16:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(tqdm(pool.map(fn, jobs, chunksize=16), total=len(jobs), desc=desc, disable=not progress))
-    return [fn(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
+    if options.engine == "local":
+        from .runners import LocalRunner
+
+        return LocalRunner(cpu_workers(options.workers), progress)
+    if options.engine == "dask":
+        from .distributed import DaskRunner
+
+        return DaskRunner(options.scheduler, options.workers, progress)
+    raise CxrcurateError(f"engine must be 'local' or 'dask', not {options.engine!r}")
 
 
 def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
-    from .features import cpu_workers, features_job, verify_job
+    import tempfile
 
-    workers = cpu_workers(options.workers)
-    paths = [str(p) for p in row_paths(df, data_root)]
+    from .descriptors import fit_whitening, whiten
+
+    paths = [str(p) for p in row_paths(df, data_root)]  # each inside the data root (refused otherwise)
     exact = exact_pairs(df)
     parts = [exact, _hash_pairs(df["phash"].to_numpy(np.uint64), options.radius, "phash")]
-    if options.center_radius >= 0 or options.knn > 0:
-        feats = _map(features_job, paths, workers, "dedup features", progress)
-        missing = [paths[i] for i, f in enumerate(feats) if f is None]
-        if missing:
-            raise CxrcurateError(f"{len(missing)} image(s) can no longer be decoded, e.g. {missing[0]}; "
-                                 "rebuild the manifest")
-        if options.center_radius >= 0:
-            parts.append(_hash_pairs(np.array([f[0] for f in feats], dtype=np.uint64), options.center_radius,
-                                     "center"))
-        if options.knn > 0:
-            parts.append(_knn_pairs(np.stack([f[1] for f in feats]), options.knn))
     if options.same_name:
         parts.append(_name_pairs(df))
-    cand = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else exact
-    if cand.empty:
-        return pd.DataFrame(columns=["a", "b", *PAIR_COLUMNS])
-    cand = cand[cand["a"] != cand["b"]]
-    order = {"file": 0, "pixel": 1, "phash": 2, "center": 3, "name": 4, "knn": 5}
-    cand = (cand.assign(rank=cand["kind"].map(order)).sort_values(["a", "b", "rank"])
-            .groupby(["a", "b"], as_index=False).agg(kind=("kind", lambda k: "+".join(dict.fromkeys(k))),
-                                                      hamming=("hamming", "first")))
-    ph = df["phash"].to_numpy(np.uint64)
-    cand["hamming"] = hamming(ph[cand["a"]], ph[cand["b"]]).astype(int)
-    is_exact = cand["kind"].str.startswith(("file", "pixel"))
-    todo = cand[~is_exact]
-    jobs = [(paths[a], paths[b], options.min_inliers, options.min_score, options.strong_inliers)
-            for a, b in zip(todo["a"], todo["b"], strict=True)]
-    verdicts = _map(verify_job, jobs, workers, "verifying", progress)
+    runner = _runner(options, progress)
+    with tempfile.TemporaryDirectory(prefix="cxrcurate-dedup-", dir=options.work_dir) as store:
+        raw, ok = runner.fingerprint(paths, store)
+        if not ok.all():
+            bad = [paths[i] for i in np.flatnonzero(~ok)]
+            runner.close()
+            raise CxrcurateError(f"{len(bad)} image(s) can no longer be decoded, e.g. {bad[0]}; rebuild the manifest")
+        if options.knn > 0 and len(df) > 1:
+            white = whiten(raw, *fit_whitening(raw))
+            ann = runner.candidates(white, options.knn)
+            parts.append(pd.DataFrame({"a": ann[:, 0], "b": ann[:, 1], "kind": "ann", "hamming": -1}))
+        del raw
+        cand = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else exact
+        if cand.empty:
+            runner.close()
+            return pd.DataFrame(columns=["a", "b", *PAIR_COLUMNS])
+        cand = cand[cand["a"] != cand["b"]]
+        order = {"file": 0, "pixel": 1, "phash": 2, "name": 3, "ann": 4}
+        cand = (cand.assign(rank=cand["kind"].map(order)).sort_values(["a", "b", "rank"])
+                .groupby(["a", "b"], as_index=False).agg(kind=("kind", lambda k: "+".join(dict.fromkeys(k))),
+                                                          hamming=("hamming", "first")))
+        ph = df["phash"].to_numpy(np.uint64)
+        cand["hamming"] = hamming(ph[cand["a"]], ph[cand["b"]]).astype(int)
+        is_exact = cand["kind"].str.startswith(("file", "pixel")).to_numpy()
+        todo = cand.loc[~is_exact, ["a", "b"]].to_numpy(np.int64)
+        verdicts = runner.verify(todo, store, (options.min_inliers, options.min_score, options.strong_inliers))
+        runner.close()
     cand["inliers"], cand["score"], cand["accepted"] = -1, 1.0, True
-    cand.loc[~is_exact, "inliers"] = [v.inliers for v in verdicts]
-    cand.loc[~is_exact, "score"] = [v.score for v in verdicts]
-    cand.loc[~is_exact, "accepted"] = [v.accepted for v in verdicts]
+    cand.loc[~is_exact, "inliers"] = verdicts[:, 0].astype(int)
+    cand.loc[~is_exact, "score"] = verdicts[:, 1]
+    cand.loc[~is_exact, "accepted"] = verdicts[:, 2].astype(bool)
     cand["image_a"] = df["image_id"].to_numpy()[cand["a"]]
     cand["image_b"] = df["image_id"].to_numpy()[cand["b"]]
     return cand.reset_index(drop=True)
@@ -273,7 +261,7 @@ def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions 
         CxrcurateError: an image can no longer be decoded, or an option is invalid.
     """
     options = options or DedupOptions()
-    if not 0 <= options.radius <= 32 or options.center_radius > 32:
+    if not 0 <= options.radius <= 32:
         raise CxrcurateError("radius must be between 0 and 32 (pHash bits); see docs/dedup.md for calibration")
     df = df.reset_index(drop=True)
     pairs = find_pairs(df, Path(data_root), options, progress)

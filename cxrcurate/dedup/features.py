@@ -1,11 +1,9 @@
-"""Per-image evidence for near-duplicate search: crop-tolerant hashes, tiny thumbnails, and pair verification.
+"""Verification of a candidate pair: is it one picture (up to resize, re-encoding, crop, pad, rotation, levels)?
 
-Why more than the manifest's pHash: on real CXRs a global pHash misses copies that were cropped by a few
-percent, padded, or given a burned-in label (their distance is 12-30 bits, the same as different patients).
-So candidates also come from a pHash of the border-trimmed central region and from nearest neighbours of a
-blurred 16x16 thumbnail; every candidate is then *verified*: ORB keypoints matched between the two pictures,
-a similarity transform (rotation, scale, shift) fitted with RANSAC, and a robust normalised correlation of
-the aligned pixels. Different chest X-rays, even of one patient on consecutive days, do not survive both.
+Candidates come from hashes and crop-tolerant descriptors (``descriptors``); every one is then *verified*: ORB
+keypoints matched between the two pictures, a similarity transform (rotation, scale, shift) fitted with RANSAC,
+and a robust normalised correlation of the aligned pixels. Different chest X-rays, even of one patient on
+consecutive days, do not survive both. ``store`` computes the features once per image for a whole run.
 """
 
 from __future__ import annotations
@@ -16,11 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..imageio import decode_image, phash64
+from ..imageio import decode_image
 
-TINY = 16  # side of the thumbnail used for nearest-neighbour candidates
 VERIFY_SIDE = 320  # long side of the picture ORB runs on
-CENTER_FRACTION = 0.7  # share of the trimmed picture (each side) that the centre hash sees
 
 
 @dataclass(frozen=True)
@@ -40,31 +36,6 @@ def trim_borders(pixels: np.ndarray, level: int = 12, share: float = 0.5) -> np.
     if len(rows) < 16 or len(cols) < 16:
         return pixels
     return pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-
-
-def center_hash(pixels: np.ndarray, fraction: float = CENTER_FRACTION) -> int:
-    """pHash of the central ``fraction`` of the border-trimmed picture: blind to padding and corner labels."""
-    t = trim_borders(pixels)
-    h, w = t.shape
-    dh, dw = int(h * (1 - fraction) / 2), int(w * (1 - fraction) / 2)
-    return phash64(np.ascontiguousarray(t[dh:h - dh, dw:w - dw]))
-
-
-def tiny_vector(pixels: np.ndarray, side: int = TINY) -> np.ndarray:
-    """Unit-norm, zero-mean blurred ``side`` x ``side`` thumbnail of the trimmed picture (float32)."""
-    import cv2
-
-    t = cv2.resize(trim_borders(pixels), (64, 64), interpolation=cv2.INTER_AREA)
-    t = cv2.GaussianBlur(t, (0, 0), 2.0)
-    v = cv2.resize(t, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-    v -= v.mean()
-    return v / (np.linalg.norm(v) + 1e-6)
-
-
-def image_features(path: str) -> tuple[int, np.ndarray]:
-    """``(center_hash, tiny_vector)`` of an image file (one decode)."""
-    pixels = decode_image(path).pixels
-    return center_hash(pixels), tiny_vector(pixels)
 
 
 def _orb(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -108,16 +79,29 @@ def verify_pair(path_a: str, path_b: str, min_inliers: int = 100, min_score: flo
     the *same patient*, which is harmless for splitting; a miss could leak, so the threshold leans to merging.
     See ``docs/dedup.md`` and ``benchmarks/bench_dedup.py``.
     """
+    return decide(_orb_cached(path_a), _orb_cached(path_b), min_inliers, min_score, strong_inliers)
+
+
+Features = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score: float = 0.99,
+           strong_inliers: int = 220) -> Verdict:
+    """``verify_pair`` on features already computed: ``(320-px grey copy, keypoint xy, ORB descriptors)`` each.
+
+    ``inliers`` is the RANSAC inlier count; when there are fewer ratio-test matches than ``min_inliers`` the
+    pair cannot be accepted, RANSAC is skipped and the match count (an upper bound on inliers) is reported.
+    """
     import cv2
 
-    ta, pa, da = _orb_cached(path_a)
-    tb, pb, db = _orb_cached(path_b)
+    ta, pa, da = feat_a
+    tb, pb, db = feat_b
     if da is None or db is None or len(da) < 8 or len(db) < 8:
         return Verdict(0, 0.0, False)
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(db, da, k=2)
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(np.ascontiguousarray(db), np.ascontiguousarray(da), k=2)
     good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-    if len(good) < 6:
-        return Verdict(len(good), 0.0, False)
+    if len(good) < max(6, min(min_inliers, strong_inliers)):  # inliers <= matches: cannot be accepted, and
+        return Verdict(len(good), 0.0, False)  # RANSAC is skipped; the match count (an upper bound) is the evidence
     src = pb[[g.queryIdx for g in good]]
     dst = pa[[g.trainIdx for g in good]]
     cv2.setRNGSeed(0)  # RANSAC is randomised: the same pair must give the same evidence on every run
@@ -137,26 +121,6 @@ def verify_pair(path_a: str, path_b: str, min_inliers: int = 100, min_score: flo
     score = _robust_correlation(ta.astype(np.float32)[valid], warped[valid])
     accepted = inliers >= strong_inliers or (inliers >= min_inliers and score >= min_score)
     return Verdict(inliers, round(score, 4), accepted)
-
-
-def verify_job(args: tuple[str, str, int, float, int]) -> Verdict:
-    """Process-pool entry point for ``verify_pair``."""
-    path_a, path_b, min_inliers, min_score, strong_inliers = args
-    try:
-        return verify_pair(path_a, path_b, min_inliers, min_score, strong_inliers)
-    except Exception as exc:  # noqa: BLE001 - a broken pair must not stop a long run; it is logged as rejected
-        import logging
-
-        logging.getLogger(__name__).warning("verification of %s / %s failed: %s", path_a, path_b, exc)
-        return Verdict(0, 0.0, False)
-
-
-def features_job(path: str) -> tuple[int, np.ndarray] | None:
-    """Process-pool entry point for ``image_features``; None when the file cannot be decoded any more."""
-    try:
-        return image_features(path)
-    except Exception:  # noqa: BLE001 - the manifest decoded it once; a file changed since is reported by caller
-        return None
 
 
 def cpu_workers(workers: int | None) -> int:
