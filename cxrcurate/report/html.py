@@ -132,26 +132,36 @@ def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
     """Figures with CIs per seed, per class, ROC curves and confusion matrices."""
     from .figures import confusion_figure, roc_figure
 
-    rows = []
+    rows, chance = [], []
+    named = (("ROC AUC", "roc_auc"), ("balanced accuracy", "balanced_accuracy"), ("accuracy", "accuracy"),
+             ("COVID-19 F1", "covid_f1"))
     for k, r in enumerate(run.metrics["runs"]):
-        rows.append({"run": f"run-{k}", "seed": r.get("seed"), "test n": r["n"],
-                     "accuracy": _ci(r["accuracy"], r["ci95"].get("accuracy")),
-                     "COVID-19 F1": _ci(r["covid_f1"], r["ci95"].get("covid_f1")),
-                     "ROC AUC": _ci(r["roc_auc"], r["ci95"].get("roc_auc"))})
+        rows.append({"run": f"run-{k}", "seed": r.get("seed"), "test n": r["n"], "units": r.get("n_units", "-"),
+                     **{name: _ci(r[key], r["ci95"].get(key)) for name, key in named if key in r},
+                     "majority baseline": f"{r['majority_baseline']['accuracy']:.3f}"
+                     if "majority_baseline" in r else "-",
+                     "validation ROC AUC": _ci(r["val_roc_auc"], r.get("val_ci95_roc_auc"))
+                     if "val_roc_auc" in r else "-"})
+        ci = r["ci95"].get("roc_auc") or [float("nan")] * 2
+        if r.get("never_left_chance") or (np.isfinite(ci).all() and ci[0] <= 0.5 <= ci[1]):
+            chance.append(f"run-{k}")
     agg = run.metrics["aggregate"]
     if len(rows) > 1:
-        rows.append({"run": "mean ± std", "seed": "", "test n": "", **{
-            name: f"{agg[key]['mean']:.3f} ± {agg[key]['std']:.3f}" for name, key in
-            (("accuracy", "accuracy"), ("COVID-19 F1", "covid_f1"), ("ROC AUC", "roc_auc"))}})
+        rows.append({"run": "mean ± std", "seed": "", "test n": "", "units": "", **{
+            name: f"{agg[key]['mean']:.3f} ± {agg[key]['std']:.3f}" for name, key in named if key in agg}})
+    banner = (f"<p class='banner'>At chance: {', '.join(chance)}: the test ROC AUC's 95% CI includes 0.5 or "
+              "validation never left chance. The model did not learn the task; read no figure below as a "
+              "finding about the data.</p>" if chance else "")
     first = run.metrics["runs"][0]
     per_class = [{"class": c, **v} for c, v in first["per_class"].items()]
     figs = [f"<img alt='ROC curves' src='{roc_figure(predictions, run.classes)}'>"] if predictions else []
     for k, r in enumerate(run.metrics["runs"][:3]):
         figs.append(f"<img alt='confusion matrix run-{k}' "
                     f"src='{confusion_figure(r['confusion_matrix'], run.classes, f'run-{k}')}'>")
-    return ("<h2>Metrics</h2><p>Brackets: bootstrap 95% CI resampling the test units (patients / linked "
-            "pictures).</p>" + table(rows) + "<p>Per class, run-0:</p>" + table(per_class)
-            + "<div class='figs'>" + "".join(figs) + "</div>")
+    return ("<h2>Metrics</h2>" + banner + "<p>Brackets: bootstrap 95% CI resampling the test units (patients / "
+            "linked pictures). Read ROC AUC and balanced accuracy; accuracy means little against the majority "
+            "baseline (always answering the largest class).</p>" + table(rows) + "<p>Per class, run-0:</p>"
+            + table(per_class) + "<div class='figs'>" + "".join(figs) + "</div>")
 
 
 def _cases(pred: pd.DataFrame, classes: tuple[str, ...], n: int) -> pd.DataFrame:
