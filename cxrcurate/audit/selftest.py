@@ -1,11 +1,12 @@
 """``cxrcurate audit --self-test``: plant shortcuts of graded strength in real radiographs and check the verdicts.
 
 An audit that never fails proves nothing, and one that fails everything proves nothing either. The self-test takes
-real adult frontal chest X-rays that come with a drawn lung mask (the Cohen collection's ``lung-masks`` in the shared
-data folder; else the shipped sample's few, jittered into more), labels half the *patients* COVID-19 and gives their
-images a real, lung-located signal (blurred patchy opacities, ``HAZE`` gray levels strong, inside the drawn lungs).
-Each scenario then adds a shortcut outside the lungs, a burnt-in letter ``MARKER`` in the upper middle of the image
-(``marker_box``: where augmentation keeps it in view):
+real adult frontal chest X-rays that come with a drawn lung mask (the Cohen collection's ``lung-masks`` in a data
+folder the user names, ``--self-test-data DIR`` holding ``cohen/``; else the shipped sample's few, jittered into
+more), labels half the *patients* COVID-19 and gives their images a real, lung-located signal (blurred patchy
+opacities, ``HAZE`` gray levels strong, inside the drawn lungs). Each scenario then adds a shortcut outside the
+lungs, a burnt-in letter ``MARKER`` in the upper middle of the image (``marker_box``: where augmentation keeps it in
+view):
 
 ======================  =================================  ================  ===========================
 scenario                marker on positives / negatives    marker            expected verdict
@@ -46,7 +47,6 @@ HAZE = 60
 LOW_DELTA = 40
 DUP_RADIUS = 8
 RELIED, IGNORED = 0.20, 0.05  # marker reliance (change of P(COVID-19)) above which a model read the marker / below
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SCENARIOS: dict[str, dict[str, Any]] = {
     "clean": {"positives": 0.0, "negatives": 0.0, "contrast": "full", "expected": ("pass",)},
     "full-marker": {"positives": 1.0, "negatives": 0.0, "contrast": "full", "expected": ("fail",)},
@@ -105,7 +105,7 @@ def real_images(side: int, n: int, data_dir: str | Path | None = None, seed: int
                 ) -> tuple[list[tuple[np.ndarray, np.ndarray, str]], str]:
     """Up to ``n`` real adult frontal CXRs with drawn lungs, resized to ``side``: ``[(image, lungs, patient)]``.
 
-    From ``data_dir`` (default: the shared data folder) ``cohen/``; else the shipped sample, each picture repeated
+    From ``data_dir``'s ``cohen/`` (a folder the user names); else the shipped sample, each picture repeated
     with a small random shift, zoom and gamma as a new patient. Returns the images and where they came from.
     """
     import cv2
@@ -114,7 +114,7 @@ def real_images(side: int, n: int, data_dir: str | Path | None = None, seed: int
 
     rng = np.random.default_rng(seed)
     picked: list[tuple[np.ndarray, np.ndarray, str]] = []
-    for root in ([Path(data_dir)] if data_dir else [SHARED]) + [Path(SAMPLE_ROOT)]:
+    for root in ([Path(data_dir)] if data_dir else []) + [Path(SAMPLE_ROOT)]:
         meta = root / "cohen" / "metadata.csv"
         if not meta.is_file():
             continue

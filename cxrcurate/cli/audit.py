@@ -33,7 +33,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from ..audit.selftest import SelfTestOptions, run_self_test
 
         out = args.out or Path("runs/audit-self-test")
-        opts = SelfTestOptions()
+        opts = SelfTestOptions(data_dir=str(args.self_test_data) if args.self_test_data else None)
         opts.epochs = args.self_test_epochs or opts.epochs
         result = run_self_test(out, opts)
         print(result.table())
@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "check each verdict (minutes on a CPU)")
     au.add_argument("--out", type=Path, help="self-test folder (default runs/audit-self-test)")
     au.add_argument("--self-test-epochs", type=int, default=None, help=argparse.SUPPRESS)
+    au.add_argument("--self-test-data", type=Path, metavar="DIR",
+                    help="a data folder holding cohen/ (metadata.csv, images/, lung-masks/): real CXRs for the "
+                         "self-test (default: the few shipped in the sample, jittered into more)")
     _common(au)
     au.add_argument("--lung-weights", help="lung U-Net weights (default: the shipped ones)")
     au.add_argument("--fallback-box", action="store_true",

@@ -16,7 +16,8 @@ INTRO = """# cxrcurate release v1: five open COVID-19 chest X-ray collections, d
 
 One row per image of covid-cxnet, cohen, hannover, figure1 and actualmed at pinned commits (`open.parquet`), plus
 ChestX-ray14 metadata (`nih-cxr14.parquet`). Every number below is measured from these files by the command that
-wrote them (`cxrcurate release build --data ../shared/data --out manifests/v1`, deterministic: same bytes twice).
+wrote them (`cxrcurate release build --data DATA --out manifests/v1`, DATA holding the five collections and
+`ORIGINALS.csv`; deterministic: same bytes twice).
 
 **Version scheme.** `manifests/v<N>/`: N grows when rows, labels, splits or identities change; a release folder is
 never edited in place. The files say their version in their Parquet metadata (`cxrcurate_release` key).
