@@ -160,7 +160,8 @@ def _pick(units: np.ndarray, rows: np.ndarray, y: np.ndarray | None, frac: float
 
 def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int = 0, stratify: str | None = "label",
                holdout_source: str | None = None, universe: pd.DataFrame | None = None,
-               pairs: pd.DataFrame | str | os.PathLike | None = None) -> pd.DataFrame:
+               pairs: pd.DataFrame | str | os.PathLike | None = None, units: pd.Series | None = None
+               ) -> pd.DataFrame:
     """A copy of ``df`` with ``split`` set to train, val or test for every row, whole units at a time.
 
     Units come from ``split_groups``. Test is ``k`` of ``n`` folds of scikit-learn's ``StratifiedGroupKFold``
@@ -187,6 +188,7 @@ def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int 
         holdout_source: a source whose rows (and their units) form the test side.
         universe: the full manifest ``df`` is a subset of (same index labels), for the units.
         pairs: dedup's pairs table; its accepted pairs link rows too.
+        units: ``split_groups(universe or df, pairs)`` when the caller already has it (computed once per manifest).
 
     Returns:
         A copy of ``df`` (same index and row order) with the ``split`` column filled.
@@ -212,11 +214,11 @@ def make_split(df: pd.DataFrame, test: float = 0.2, val: float = 0.1, seed: int 
         if not df.index.isin(universe.index).all() or universe.index.has_duplicates:
             raise CxrcurateError("universe must be the manifest the rows were selected from (unique index labels "
                                  "holding every row's label)")
-        all_units = split_groups(universe, pairs)
+        all_units = units if units is not None else split_groups(universe, pairs)
         units = all_units.loc[df.index].to_numpy()
     else:
-        all_units = split_groups(df, pairs)
-        units = all_units.to_numpy()
+        all_units = units if units is not None else split_groups(df, pairs)
+        units = all_units.loc[df.index].to_numpy()
     keep = df["keep"].astype("boolean").fillna(True).to_numpy(bool) if "keep" in df.columns else np.ones(len(df), bool)
     drawable = keep | ~_isin(units, units[keep])  # a unit whose rows are all copies still takes part
     y = df[stratify].astype(str).to_numpy() if stratify is not None else None

@@ -98,7 +98,7 @@ def prepare(df: pd.DataFrame, classes: Sequence[str], split_policy: str = "group
                                  "--split-policy group")
     elif split_policy == "group":
         rows = make_split(rows, test=test, val=val, seed=seed, stratify="target", holdout_source=holdout_source,
-                          universe=df, pairs=pairs)
+                          universe=df, pairs=pairs, units=units)
         if holdout_source is not None:
             notes.append(f"leave-one-source-out: every unit holding a {holdout_source} row is test")
     else:
