@@ -4,10 +4,11 @@ Usage:
     python benchmarks/bench_dedup_scale.py DATA_ROOT [--sizes 2000 20000 100000] [--workers 2] [--work DIR]
         [--engine local|dask] [--scheduler ADDRESS]
 
-DATA_ROOT is the shared real data (``../shared/data``): every synthetic picture is made from its images. For
-each size N, 90% of the pictures are distinct *non-copies*: 3 x 3 mosaics of random crops of nine random real
-radiographs (two mosaics never share a tile placement, so they are different pictures that still look like
-chest X-ray texture). The other 10% are *copies* of some of those, each with one known transform of the kinds
+DATA_ROOT is the shared real data (``../shared/data``): every synthetic picture is made from its images (each
+generator process holds ``POOL`` of them, chosen with a fixed seed and shrunk to 256 px, in memory). For each
+size N, 90% of the pictures are distinct *non-copies*: 3 x 3 mosaics of random crops (30-60% of each side, at a
+random place) of nine random real radiographs, so they are different pictures that still look like chest X-ray
+texture. The other 10% are *copies* of some of those, each with one known transform of the kinds
 re-publication brings: a tighter crop or zoom, black padding, a burned-in label, a contrast (gamma) change, a
 small rotation, or a down-size with JPEG re-encoding. Dedup then runs on the whole set (one process per
 ``--workers``) and the script prints wall time, peak memory (this process plus its workers), candidate pairs per
@@ -45,12 +46,25 @@ def _real_images(root: Path) -> list[Path]:
     return out
 
 
-def _mosaic(seed: int, sources: list[Path]) -> Image.Image:
+POOL = 600  # real radiographs each generator process keeps in memory
+_pool: list[Image.Image] = []
+
+
+def _load_pool(root: str) -> None:
+    """Generator-process initialiser: ``POOL`` real images (fixed seed), grey, long side 256 px."""
+    paths = _real_images(Path(root))
+    for i in np.sort(np.random.default_rng(0).choice(len(paths), min(POOL, len(paths)), replace=False)):
+        im = Image.open(paths[i]).convert("L")
+        im.thumbnail((256, 256), Image.BILINEAR)
+        _pool.append(im)
+
+
+def _mosaic(seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     tile = SIDE // GRID
     out = Image.new("L", (tile * GRID, tile * GRID))
-    for k, src in enumerate(rng.choice(len(sources), GRID * GRID, replace=False)):
-        im = Image.open(sources[src]).convert("L")
+    for k, src in enumerate(rng.choice(len(_pool), GRID * GRID, replace=False)):
+        im = _pool[src]
         w, h = im.size
         s = rng.uniform(0.3, 0.6)
         cw, ch = max(8, int(w * s)), max(8, int(h * s))
@@ -92,12 +106,12 @@ def _transform(im: Image.Image, name: str, rng: np.random.Generator) -> Image.Im
     raise ValueError(name)
 
 
-def _make(args: tuple[int, int, int, str, list[Path]]) -> dict:
+def _make(args: tuple[int, int, int, str]) -> dict:
     from cxrcurate.imageio import phash64
 
-    i, original, tkind, folder, sources = args
+    i, original, tkind, folder = args
     rng = np.random.default_rng(1_000_003 * (original + 1) + i)
-    im = _mosaic(original, sources)
+    im = _mosaic(original)
     name = "original"
     if tkind >= 0:
         name = TRANSFORMS[tkind]
@@ -118,14 +132,13 @@ def synthetic_set(n: int, root: Path, work: Path, workers: int) -> pd.DataFrame:
         return pd.read_parquet(cache)
     folder = work / f"n{n}"
     folder.mkdir(parents=True, exist_ok=True)
-    sources = _real_images(root)
     rng = np.random.default_rng(n)
     n_orig = n - n // 10
-    jobs = [(i, i, -1, str(folder), sources) for i in range(n_orig)]
+    jobs = [(i, i, -1, str(folder)) for i in range(n_orig)]
     copied = rng.choice(n_orig, n - n_orig, replace=True)
-    jobs += [(n_orig + k, int(o), k % len(TRANSFORMS), str(folder), sources) for k, o in enumerate(copied)]
-    with ProcessPoolExecutor(workers) as pool:
-        rows = list(pool.map(_make, jobs, chunksize=64))
+    jobs += [(n_orig + k, int(o), k % len(TRANSFORMS), str(folder)) for k, o in enumerate(copied)]
+    with ProcessPoolExecutor(workers, initializer=_load_pool, initargs=(str(root),)) as pool:
+        rows = list(pool.map(_make, jobs, chunksize=256))
     df = pd.DataFrame(rows)
     df["file_sha256"] = df["pixel_sha256"]
     df["source"] = "covid-cxnet"

@@ -56,6 +56,23 @@ def test_pairs_carry_evidence(sample_dedup):
     assert len(rejected) > 50 and (rejected["inliers"] < 220).all()
 
 
+def test_the_gate_only_skips_work(sample_build, sample_dedup, tmp_path):
+    """The cheap gate stops most candidates of the real sample, and every decision equals the full match's."""
+    path, _ = sample_dedup
+    gated = pd.read_parquet(path.with_name("manifest.pairs.parquet"))
+    _, full = dedup_manifest(sample_build.manifest, tmp_path / "manifest.parquet",
+                             options=DedupOptions(workers=1, gate=0), progress=False)
+    assert set(full.pairs["stage"]) <= {"exact", "matches", "ransac"}  # gate 0: every pair got the full match
+    both = gated.merge(full.pairs, on=["image_a", "image_b"], suffixes=("", "_full"))
+    assert len(both) == len(gated) == len(full.pairs)
+    stopped = both[both["stage"] == "gate"]
+    assert len(stopped) > 0.5 * (both["stage"] != "exact").sum()  # the gate is where most pairs end
+    assert (stopped["inliers"] < 14).all() and not stopped["accepted"].any()
+    assert (both["accepted"] == both["accepted_full"]).all()
+    after = both[both["stage"] != "gate"]  # pairs past the gate get the very same evidence
+    assert (after["inliers"] == after["inliers_full"]).all() and (after["score"] == after["score_full"]).all()
+
+
 def _transforms(pixels: np.ndarray, rng: np.random.Generator) -> dict[str, Image.Image]:
     im = Image.fromarray(pixels)
     w, h = im.size

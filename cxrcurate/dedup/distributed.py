@@ -85,7 +85,7 @@ class DaskRunner:
         pairs = np.concatenate(self._gather(futures)) if futures else np.zeros((0, 2), np.int64)
         return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(-1, 2)
 
-    def verify(self, pairs: np.ndarray, store: str, thresholds: tuple[int, float, int]) -> np.ndarray:
+    def verify(self, pairs: np.ndarray, store: str, thresholds: tuple[int, float, int, int]) -> np.ndarray:
         from .store import verify_chunk
 
         order, batches = pair_batches(pairs)

@@ -4,8 +4,9 @@ Stages: (1) exact duplicates by ``file_sha256`` / ``pixel_sha256``; (2) near-dup
 manifest's pHash within ``radius``, from the ``knn`` nearest images by crop-tolerant descriptors of a canonical
 view (``descriptors``: survives crop, zoom, padding, labels, windowing, small rotation) and from file names shared
 across sources (Cohen republishes Hannover images under their Hannover ids, re-cropped and straightened);
-(3) *verification* of every candidate (``features.decide`` on features computed once per image, ``store``), its
-evidence kept in the pairs table; (4) union-find into ``dup_group`` and
+(3) *verification* of every candidate (``features.decide`` on features computed once per image, ``store``: a
+cheap gate on the strongest keypoints, then the full match), its evidence and the stage it reached kept in the
+pairs table; (4) union-find into ``dup_group`` and
 one ``keep=True`` per group by a documented preference; (5) a report of cross-source groups and of metadata
 conflicts inside groups. A label conflict is never resolved silently: by default every copy of a picture whose
 sources disagree on its label gets ``keep=False`` and is listed.
@@ -33,7 +34,7 @@ from .hashindex import hamming
 log = logging.getLogger(__name__)
 
 KNOWN_LABELS = ("normal", "covid19", "pneumonia", "other")
-PAIR_COLUMNS = ["image_a", "image_b", "kind", "hamming", "inliers", "score", "accepted"]
+PAIR_COLUMNS = ["image_a", "image_b", "kind", "hamming", "inliers", "score", "accepted", "stage"]
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DedupOptions:
     min_inliers: int = 100
     min_score: float = 0.99
     strong_inliers: int = 220
+    gate: int = 14  # ``features.GATE_MATCHES``: fewer matches among the strongest keypoints stop a pair (0: off)
     preference: Sequence[str] = field(default_factory=dedup_preference)  # sources' dedup_rank order
     label_conflict: str = "exclude"  # or "report": keep the preferred copy and only list the conflict
     workers: int | None = None
@@ -166,12 +168,16 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
         cand["hamming"] = hamming(ph[cand["a"]], ph[cand["b"]]).astype(int)
         is_exact = cand["kind"].str.startswith(("file", "pixel")).to_numpy()
         todo = cand.loc[~is_exact, ["a", "b"]].to_numpy(np.int64)
-        verdicts = runner.verify(todo, store, (options.min_inliers, options.min_score, options.strong_inliers))
+        verdicts = runner.verify(todo, store, (options.min_inliers, options.min_score, options.strong_inliers,
+                                               options.gate))
         runner.close()
-    cand["inliers"], cand["score"], cand["accepted"] = -1, 1.0, True
+    from .features import STAGES
+
+    cand["inliers"], cand["score"], cand["accepted"], cand["stage"] = -1, 1.0, True, "exact"
     cand.loc[~is_exact, "inliers"] = verdicts[:, 0].astype(int)
     cand.loc[~is_exact, "score"] = verdicts[:, 1]
     cand.loc[~is_exact, "accepted"] = verdicts[:, 2].astype(bool)
+    cand.loc[~is_exact, "stage"] = np.asarray(STAGES, dtype=object)[verdicts[:, 3].astype(int)]
     cand["image_a"] = df["image_id"].to_numpy()[cand["a"]]
     cand["image_b"] = df["image_id"].to_numpy()[cand["b"]]
     return cand.reset_index(drop=True)

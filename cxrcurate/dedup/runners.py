@@ -56,7 +56,7 @@ class LocalRunner:
 
         return candidate_pairs(white, k, threads=self.workers)
 
-    def verify(self, pairs: np.ndarray, store: str, thresholds: tuple[int, float, int]) -> np.ndarray:
+    def verify(self, pairs: np.ndarray, store: str, thresholds: tuple[int, float, int, int]) -> np.ndarray:
         from .store import verify_chunk
 
         order, batches = pair_batches(pairs)
@@ -79,7 +79,7 @@ def _stack(out: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.nda
 
 def unorder(results: list[np.ndarray], order: np.ndarray, n: int) -> np.ndarray:
     """Verification results back in the order of the pairs given to ``verify``."""
-    out = np.zeros((n, 3))
+    out = np.zeros((n, 4))
     if n:
         out[order] = np.concatenate(results)
     return out

@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import decode_image
-from .features import VERIFY_SIDE, Verdict, decide
-
-MAX_KEYPOINTS = 800
+from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, STAGES, Features, Verdict, decide, orb_features
 
 
 def _files(store: Path, chunk: int) -> dict[str, Path]:
-    return {k: store / f"c{chunk:06d}.{k}.npy" for k in ("desc", "pts", "nkp", "thumb", "toff", "tshape")}
+    return {k: store / f"c{chunk:06d}.{k}.npy" for k in ("desc", "pts", "nkp", "top", "thumb", "toff", "tshape")}
 
 
 def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndarray, np.ndarray]:
@@ -40,6 +38,7 @@ def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndar
     desc = np.zeros((n, MAX_KEYPOINTS, 32), np.uint8)
     pts = np.zeros((n, MAX_KEYPOINTS, 2), np.float32)
     nkp = np.zeros(n, np.int32)
+    top = np.full((n, GATE_KEYPOINTS), -1, np.int16)
     thumbs, shapes = [], np.zeros((n, 2), np.int32)
     orb = cv2.ORB_create(nfeatures=MAX_KEYPOINTS, fastThreshold=10)
     for i, p in enumerate(paths):
@@ -50,22 +49,20 @@ def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndar
             continue
         ok[i] = True
         raw[i] = raw_descriptors(pixels)
-        h, w = pixels.shape
-        s = VERIFY_SIDE / max(h, w)
-        thumb = cv2.resize(pixels, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        kps, d = orb.detectAndCompute(cv2.equalizeHist(thumb), None)
+        thumb, p, d, strongest = orb_features(pixels, orb)
         if d is not None:
-            m = min(len(kps), MAX_KEYPOINTS)
+            m = len(d)
             nkp[i] = m
-            desc[i, :m] = d[:m]
-            pts[i, :m] = [k.pt for k in kps[:m]]
+            desc[i, :m] = d
+            pts[i, :m] = p
+            top[i, :len(strongest)] = strongest
         thumbs.append(thumb.ravel())
         shapes[i] = thumb.shape
     toff = np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]).astype(np.int64)
     f = _files(Path(store), chunk)
     Path(store).mkdir(parents=True, exist_ok=True)
     flat = np.concatenate(thumbs) if thumbs else np.zeros(0, np.uint8)
-    arrays = {"desc": desc, "pts": pts, "nkp": nkp, "thumb": flat, "toff": toff, "tshape": shapes}
+    arrays = {"desc": desc, "pts": pts, "nkp": nkp, "top": top, "thumb": flat, "toff": toff, "tshape": shapes}
     for k, a in arrays.items():
         tmp = f[k].with_suffix(".tmp.npy")
         np.save(tmp, a)
@@ -78,21 +75,23 @@ def _open(store: str, chunk: int) -> dict[str, np.ndarray]:
     return {k: np.load(p, mmap_mode="r") for k, p in _files(Path(store), chunk).items()}
 
 
-def _features(store: str, chunk_size: int, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _features(store: str, chunk_size: int, i: int) -> Features:
     a = _open(store, i // chunk_size)
     j = i % chunk_size
     m = int(a["nkp"][j])
     h, w = (int(v) for v in a["tshape"][j])
     thumb = np.asarray(a["thumb"][a["toff"][j]:a["toff"][j + 1]]).reshape(h, w)
-    return thumb, np.asarray(a["pts"][j, :m]), np.asarray(a["desc"][j, :m])
+    strongest = np.asarray(a["top"][j])
+    return thumb, np.asarray(a["pts"][j, :m]), np.asarray(a["desc"][j, :m]), strongest[strongest >= 0]
 
 
 def verify_chunk(pairs: np.ndarray, store: str, chunk_size: int, min_inliers: int, min_score: float,
-                 strong_inliers: int) -> np.ndarray:
-    """``(m, 3)`` float64 ``(inliers, score, accepted)`` for image-index pairs ``(m, 2)`` read from the store."""
-    out = np.zeros((len(pairs), 3))
+                 strong_inliers: int, gate: int) -> np.ndarray:
+    """``(m, 4)`` float64 ``(inliers, score, accepted, stage code)`` for image-index pairs ``(m, 2)`` read from the
+    store (the stage code indexes ``features.STAGES``)."""
+    out = np.zeros((len(pairs), 4))
     for r, (a, b) in enumerate(pairs):
         v: Verdict = decide(_features(store, chunk_size, int(a)), _features(store, chunk_size, int(b)),
-                            min_inliers, min_score, strong_inliers)
-        out[r] = (v.inliers, v.score, v.accepted)
+                            min_inliers, min_score, strong_inliers, gate)
+        out[r] = (v.inliers, v.score, v.accepted, STAGES.index(v.stage))
     return out
