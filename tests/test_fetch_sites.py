@@ -202,3 +202,24 @@ def test_an_unexpected_error_in_a_parser_is_reported_not_a_crash(web, tmp_path, 
     monkeypatch.setattr(sirm, "parse_post", buggy)
     report = fetch_source("sirm", tmp_path / "sirm", base_url=web.url, config=FAST, progress=False)
     assert report.cases == 2 and len(report.failed) == 1 and "unexpected AttributeError" in report.failed[0][1]
+
+
+def test_eurorad_numbers_that_are_no_case_are_not_requested_again(web, tmp_path):
+    from fakesites import eurorad_sitemap
+
+    eurorad_site(web)
+    web.add("/sitemap.xml", eurorad_sitemap([16711, 16715, 16716]), content_type="application/xml")
+    out = tmp_path / "eurorad"
+
+    def missing_hits() -> int:
+        return len([h for h in web.hits if h.path.split("?")[0] in ("/case/16715", "/case/16716")])
+
+    first = fetch_source("eurorad", out, base_url=web.url, config=FAST, progress=False)
+    assert first.ok and first.skipped["case number not on the site (HTTP 404)"] == 2 and missing_hits() == 2
+    again = fetch_source("eurorad", out, base_url=web.url, config=FAST, progress=False)
+    assert again.ok and again.skipped["case number not on the site (HTTP 404)"] == 2
+    assert missing_hits() == 2  # remembered: the resumed walk asked the site nothing about them
+    assert again.cases == 1 and again.images_present == 1
+    refreshed = fetch_source("eurorad", out, base_url=web.url, progress=False,
+                             config=HttpConfig(delay=0.01, backoff=0.01, retries=1, timeout=5.0, refresh=True))
+    assert refreshed.ok and missing_hits() == 4  # --refresh asks again
