@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CxrcurateError, ManualDownloadRequired
-from ..sources import DirectDownload, ManualDownload, fetch_records, get_source
+from ..sources import DirectDownload, ManualDownload, Repository, fetch_records, get_source
 from ..sources.base import Dropped, Record
 from .base import read_source_record, update_source_record
-from .digests import file_digests
+from .digests import digest_list_name, file_digests, load_digest_list, verify_files
 
 
 def manual_sources() -> dict[str, ManualDownload]:
@@ -49,12 +49,13 @@ def check_download(source: str, path: str | Path) -> CheckResult:
     """Verify a manual download: the layout, the image count per label, and files or rows the loader left out.
 
     Works for any registered source; counts are compared only where its ``ManualDownload`` or ``DirectDownload``
-    records them.
+    records them, archives are hashed where its ``ManualDownload`` names them, and a repository source's image
+    files are checked against the digest list of the commit its folder records, when cxrcurate ships one.
     """
     cls = get_source(source)
     lines: list[str] = []
     spec = manual_sources().get(source)
-    archives_ok, archive_lines = check_archives(source, path, spec) if spec else (True, [])
+    archives_ok, archive_lines = check_archives(source, path, spec) if spec else check_repository(source, path)
     try:
         items = list(cls(path).parse())
     except CxrcurateError as exc:
@@ -136,3 +137,22 @@ def check_archives(source: str, path: str | Path, spec: ManualDownload) -> tuple
         lines.append(f"  not in {path}, so not hashed: {', '.join(absent)} (keep the downloaded archives there to "
                      "have them checked)")
     return ok, lines
+
+
+def check_repository(source: str, path: str | Path) -> tuple[bool, list[str]]:
+    """Check a repository source's image files against the digest list of its recorded commit: ``(ok, lines)``."""
+    if source not in fetch_records(Repository):
+        return True, []
+    commit = read_source_record(Path(path)).get("commit")
+    digests = load_digest_list(source, commit) if commit else None
+    if digests is None:
+        return True, [f"  files not hash-checked: no digest list for {source} at "
+                      f"{commit[:12] if commit else 'an unrecorded commit'}"]
+    check = verify_files(path, digests.files)
+    lines = [f"  {check.verified} of {len(digests.files)} image files match {digest_list_name(source, commit)}"
+             + (f" ({len(check.unlisted)} not listed, not verified)" if check.unlisted else "")]
+    lines += [f"  {Path(path) / rel}: sha256 {got}, but {digests.repo} at {commit[:12]} has {want}; fetch again"
+              for rel, want, got in check.mismatched]
+    if check.missing:
+        lines.append(f"  {len(check.missing)} listed files missing (e.g. {'; '.join(check.missing[:5])}); fetch again")
+    return check.ok, lines
