@@ -223,3 +223,26 @@ def test_eurorad_numbers_that_are_no_case_are_not_requested_again(web, tmp_path)
     refreshed = fetch_source("eurorad", out, base_url=web.url, progress=False,
                              config=HttpConfig(delay=0.01, backoff=0.01, retries=1, timeout=5.0, refresh=True))
     assert refreshed.ok and missing_hits() == 4  # --refresh asks again
+
+
+def test_radiopaedia_study_without_the_stacks_json_falls_back_to_the_study_page(web, tmp_path):
+    from fakesites import page, radiopaedia_stacks
+
+    radiopaedia_site(web)
+    web.add("/studies/101/stacks", "<html><body>Not found</body></html>", status=404)
+    inline = radiopaedia_stacks(web.url, 101, [("X-ray", [("Frontal", "PA"), ("Lateral", None)])])
+    web.add("/cases/77/studies/101", page(f"<h1>x</h1><script>var stackedImages = {inline};</script>"))
+    out = tmp_path / "rp"
+    report = fetch_source("radiopaedia", out, base_url=web.url, config=FAST, progress=False, **RP)
+    assert report.ok, report.summary()
+    case = json.loads((out / "cases" / "covid-19-pneumonia-1.json").read_text())
+    assert [(i["view"], i["status"], i["extra"]["stacks_from"]) for i in case["images"]] == [
+        ("PA", "ok", "study page (stackedImages)"), ("L", "ok", "study page (stackedImages)")]
+    order = [p for h in web.hits if (p := h.path.split("?")[0]).endswith("/101/stacks") or p.endswith("/101")]
+    assert order == ["/studies/101/stacks", "/cases/77/studies/101"]  # the JSON first, the page only after it failed
+
+    web.add("/cases/77/studies/101", page("<h1>x</h1><script>var other = [];</script>"))
+    again = fetch_source("radiopaedia", tmp_path / "rp2", base_url=web.url, config=FAST, progress=False, **RP)
+    (url, why), = again.failed
+    assert url.endswith("/cases/covid-19-pneumonia-1") and "/studies/101/stacks" in why and "stackedImages" in why
+
