@@ -19,6 +19,16 @@ from cxrcurate.fetch.manual import check_download, manual_sources
 from cxrcurate.sources import get_source
 
 FAST = HttpConfig(delay=0.0, backoff=0.01, retries=1, timeout=5.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_digest_lists(monkeypatch):
+    """The fake archives below stand in for the recorded commits but hold other files, which the digest lists
+    shipped for those commits would rightly reject; these tests are about the archive, so they see no list
+    (tests/test_fetch_digests.py covers the lists)."""
+    import cxrcurate.fetch.github as github
+
+    monkeypatch.setattr(github, "load_digest_list", lambda source, commit: None)
 FIGURE1_CSV = "patientid,finding,view,sex,age\nCOVID-00001,COVID-19,PA,M,60\nCOVID-00002,No finding,AP,F,45\n"
 
 

@@ -72,6 +72,24 @@ def test_radiopaedia_stacks_keep_order_modality_view_and_take_the_original():
     assert images[2].url == "https://radiopaedia.org/images/40/c_big_gallery.jpeg"  # relative -> absolute
 
 
+def test_radiopaedia_study_page_links_are_kept_for_the_stackedimages_fallback():
+    case, studies = radiopaedia.parse_case(saved("radiopaedia_case.html"), "https://radiopaedia.org/cases/c")
+    assert case.extra["study_pages"] == {s: f"https://radiopaedia.org/cases/75186/studies/{s}?lang=us"
+                                         for s in studies} and studies
+
+
+def test_radiopaedia_stacked_images_inline_in_the_study_page():
+    url = "https://radiopaedia.org/cases/75186/studies/72631?lang=us"
+    images = radiopaedia.parse_stacked_images(saved("radiopaedia_study_page.html"), url, "72631")
+    got = [(i.modality, i.view, i.position) for i in images]
+    assert got == [("xray", "PA", 1), ("xray", "L", 2), ("ct", "unknown", 1)]  # by position within each stack
+    assert images[0].url == "https://prod-images-static.radiopaedia.org/images/51000001/aa11.png"
+    assert images[1].extra["fullscreen_filename"].endswith("bb22_big_gallery.jpeg")
+    with pytest.raises(ParseError, match="studies/72631.*stackedImages"):
+        radiopaedia.parse_stacked_images(saved("radiopaedia_study_page.html").replace("stackedImages", "other"),
+                                         url, "72631")
+
+
 @pytest.mark.parametrize("bad", [{"stacks": []}, [{"images": []}], [{"modality": "X-ray", "images": [{"id": 1}]}]])
 def test_radiopaedia_stacks_json_that_changed_is_a_parse_error(bad):
     with pytest.raises(ParseError, match="studies/9/stacks"):

@@ -202,3 +202,47 @@ def test_an_unexpected_error_in_a_parser_is_reported_not_a_crash(web, tmp_path, 
     monkeypatch.setattr(sirm, "parse_post", buggy)
     report = fetch_source("sirm", tmp_path / "sirm", base_url=web.url, config=FAST, progress=False)
     assert report.cases == 2 and len(report.failed) == 1 and "unexpected AttributeError" in report.failed[0][1]
+
+
+def test_eurorad_numbers_that_are_no_case_are_not_requested_again(web, tmp_path):
+    from fakesites import eurorad_sitemap
+
+    eurorad_site(web)
+    web.add("/sitemap.xml", eurorad_sitemap([16711, 16715, 16716]), content_type="application/xml")
+    out = tmp_path / "eurorad"
+
+    def missing_hits() -> int:
+        return len([h for h in web.hits if h.path.split("?")[0] in ("/case/16715", "/case/16716")])
+
+    first = fetch_source("eurorad", out, base_url=web.url, config=FAST, progress=False)
+    assert first.ok and first.skipped["case number not on the site (HTTP 404)"] == 2 and missing_hits() == 2
+    again = fetch_source("eurorad", out, base_url=web.url, config=FAST, progress=False)
+    assert again.ok and again.skipped["case number not on the site (HTTP 404)"] == 2
+    assert missing_hits() == 2  # remembered: the resumed walk asked the site nothing about them
+    assert again.cases == 1 and again.images_present == 1
+    refreshed = fetch_source("eurorad", out, base_url=web.url, progress=False,
+                             config=HttpConfig(delay=0.01, backoff=0.01, retries=1, timeout=5.0, refresh=True))
+    assert refreshed.ok and missing_hits() == 4  # --refresh asks again
+
+
+def test_radiopaedia_study_without_the_stacks_json_falls_back_to_the_study_page(web, tmp_path):
+    from fakesites import page, radiopaedia_stacks
+
+    radiopaedia_site(web)
+    web.add("/studies/101/stacks", "<html><body>Not found</body></html>", status=404)
+    inline = radiopaedia_stacks(web.url, 101, [("X-ray", [("Frontal", "PA"), ("Lateral", None)])])
+    web.add("/cases/77/studies/101", page(f"<h1>x</h1><script>var stackedImages = {inline};</script>"))
+    out = tmp_path / "rp"
+    report = fetch_source("radiopaedia", out, base_url=web.url, config=FAST, progress=False, **RP)
+    assert report.ok, report.summary()
+    case = json.loads((out / "cases" / "covid-19-pneumonia-1.json").read_text())
+    assert [(i["view"], i["status"], i["extra"]["stacks_from"]) for i in case["images"]] == [
+        ("PA", "ok", "study page (stackedImages)"), ("L", "ok", "study page (stackedImages)")]
+    order = [p for h in web.hits if (p := h.path.split("?")[0]).endswith("/101/stacks") or p.endswith("/101")]
+    assert order == ["/studies/101/stacks", "/cases/77/studies/101"]  # the JSON first, the page only after it failed
+
+    web.add("/cases/77/studies/101", page("<h1>x</h1><script>var other = [];</script>"))
+    again = fetch_source("radiopaedia", tmp_path / "rp2", base_url=web.url, config=FAST, progress=False, **RP)
+    (url, why), = again.failed
+    assert url.endswith("/cases/covid-19-pneumonia-1") and "/studies/101/stacks" in why and "stackedImages" in why
+

@@ -34,6 +34,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         result = check_source(args.source, args.check)
         print("\n".join(result.lines))
         return 0 if result.ok else 1
+    if args.write_digests is not None:
+        from ..fetch.github import write_repository_digests
+
+        path, n = write_repository_digests(args.source, args.write_digests, args.out, args.commit)
+        print(f"wrote the sha256 of {n:,} image files of {args.write_digests} to {path}; copy it into "
+              "cxrcurate/sources/digests/ to have every fetch of that commit checked against it")
+        return 0
     if args.out is None:
         from ..errors import CxrcurateError
 
@@ -70,13 +77,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f.add_argument("--source", required=True, metavar="NAME",
                    help="radiopaedia (needs --accept-terms radiopaedia), sirm, eurorad, cohen, hannover, covid-cxnet, "
                         "figure1, actualmed, shenzhen, montgomery, nih-cxr14, kermany")
-    f.add_argument("--out", type=Path, metavar="DIR", help="the source folder to fill (e.g. raw/sirm)")
+    f.add_argument("--out", type=Path, metavar="DIR",
+                   help="the source folder to fill (e.g. raw/sirm); with --write-digests, the list file to write")
     f.add_argument("--limit", type=_positive, metavar="N", help="stop after N cases (web sites)")
     f.add_argument("--since", type=_date, metavar="DATE", help="only cases published on or after DATE (YYYY-MM-DD)")
     f.add_argument("--dry-run", action="store_true",
                    help="read listing and case pages, say what would be downloaded, download no image")
     f.add_argument("--check", type=Path, metavar="PATH",
                    help="verify a manual download at PATH (counts, names) and say what is missing")
+    f.add_argument("--write-digests", type=Path, metavar="DIR",
+                   help="GitHub sources: hash the image files of DIR (fetched at a known commit) into a digest list "
+                        "(written to --out FILE, default ./<source>-<commit>.csv.gz)")
     f.add_argument("--delay", type=float, metavar="SECONDS",
                    help="seconds between requests to a host (default 1; web sites have their own minimum: "
                         "radiopaedia 4, eurorad 5, sirm 2, which --delay can raise but not lower)")

@@ -207,6 +207,20 @@ def write_source_record(out: Path, source: str, url: str, **fields: Any) -> None
     _write_json(out / SOURCE_RECORD, record)
 
 
+def read_source_record(out: Path) -> dict[str, Any]:
+    """The folder's ``.cxrcurate-source.json`` (empty when there is none or it is unreadable)."""
+    try:
+        record = json.loads((out / SOURCE_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def update_source_record(out: Path, **fields: Any) -> None:
+    """Add ``fields`` to ``.cxrcurate-source.json``, keeping what it already says (creates it when absent)."""
+    _write_json(out / SOURCE_RECORD, {**read_source_record(out), **fields})
+
+
 def _existing(folder: Path, stem: str) -> Path | None:
     if not folder.is_dir():
         return None
@@ -367,5 +381,5 @@ def case_id_from(text: str) -> str:
 
 
 __all__ = ["Case", "CaseRef", "FetchOptions", "FetchReport", "Image", "Scraper", "run_scraper", "parse_date",
-           "write_source_record", "check_layout", "case_id_from", "iso_date", "DownloadError", "LISTING_MAX_AGE",
-           "SOURCE_RECORD"]
+           "write_source_record", "read_source_record", "update_source_record", "check_layout", "case_id_from",
+           "iso_date", "DownloadError", "LISTING_MAX_AGE", "SOURCE_RECORD"]

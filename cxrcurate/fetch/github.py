@@ -7,6 +7,13 @@ codeload zip through the polite client (resumable, size-capped, members checked)
 depth-1 fetch of the same commit with the ``git`` command instead, when git is installed. Either way the folder
 gets a ``.cxrcurate-source.json`` (source, url, commit, fetched_utc) that ``Source.version()`` reads, and a
 re-run at the same commit does nothing.
+
+The archive itself cannot be pinned by its sha256 (codeload zips are generated on request and not promised to be
+byte-stable), so the files are: when cxrcurate ships a digest list for the commit (``digests.py``), every image
+file it names is checked after extraction. A file whose sha256 differs is moved to ``.cxrcurate-rejected/`` (so
+the loader lists its metadata row as ``row_without_file`` instead of reading a file that is not the commit's) and,
+like a listed file the archive lacks, is a failure in the report; a re-run then fetches the commit again.
+``write_repository_digests`` makes a list from a folder fetched at a known commit.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import Repository, fetch_records
-from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, write_source_record
-from .download import download, extract_archive, file_sha256, remove_tree
+from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
+from .digests import digest_list_name, load_digest_list, verify_files, write_folder_digests
+from .download import download, extract_archive, file_sha256, remove_tree, safe_join
 from .http import HttpClient
 
 log = logging.getLogger(__name__)
@@ -28,6 +36,7 @@ log = logging.getLogger(__name__)
 CODELOAD = "https://codeload.github.com"
 GITHUB = "https://github.com"
 ARCHIVE_MAX_BYTES = 8 * 2**30
+REJECTED = ".cxrcurate-rejected"
 
 
 def repositories() -> dict[str, Repository]:
@@ -36,10 +45,12 @@ def repositories() -> dict[str, Repository]:
 
 
 def _recorded_commit(out: Path) -> str | None:
+    """The commit a complete earlier fetch recorded (None when none did, or its files failed their digests)."""
     try:
-        return json.loads((out / SOURCE_RECORD).read_text()).get("commit")
+        record = json.loads((out / SOURCE_RECORD).read_text())
     except (OSError, ValueError):
         return None
+    return None if record.get("files_failed") else record.get("commit")
 
 
 def fetch_repository(source: str, out: str | Path, client: HttpClient, options: FetchOptions, *,
@@ -79,6 +90,7 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
                else _archive_fetch(client, url, out, report, expected))
     if fetched:  # refused archive members are failures in the report, but the rest is this commit
         digest = {"archive_sha256": fetched} if isinstance(fetched, str) else {}
+        digest.update(check_repository_files(source, sha, out, report))
         write_source_record(out, source, f"{GITHUB}/{repo.repo}", commit=sha, method=method, **digest)
         check_layout(source, out, report)
     return report
@@ -129,3 +141,67 @@ def _git_fetch(url: str, sha: str, out: Path, report: FetchReport) -> bool:
 
     report.images = sum(is_image_name(p.name) for p in out.rglob("*") if ".git" not in p.parts)
     return True
+
+
+def check_repository_files(source: str, commit: str, out: Path, report: FetchReport) -> dict:
+    """Check the image files in ``out`` against the digest list of ``source`` at ``commit``, if one is shipped.
+
+    Mismatching files are moved to ``.cxrcurate-rejected/`` and reported with both digests; listed files that are
+    absent are reported too. Returns the fields for ``.cxrcurate-source.json``.
+    """
+    digests = load_digest_list(source, commit)
+    if digests is None:
+        report.notes.append(f"no digest list for {source} at {commit[:12]}: image files not hash-checked (the commit "
+                            "pins them; `cxrcurate fetch --source NAME --write-digests DIR` makes a list)")
+        return {}
+    check = verify_files(out, digests.files)
+    for rel, want, got in check.mismatched:
+        dest = safe_join(out, REJECTED, *rel.split("/"))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).replace(dest)
+        report.fail(str(out / rel), f"sha256 {got}, but {digests.repo} at {commit[:12]} has {want} (digest list "
+                                    f"{digest_list_name(source, commit)}): not the commit's file, moved to {REJECTED}/"
+                                    " so the loader lists it as missing; fetch again, and report it if it persists")
+    for rel in check.missing:
+        report.fail(str(out / rel), f"listed in the digest list of {digests.repo} at {commit[:12]} but not fetched; "
+                                    "fetch again, and report it if it persists")
+    report.notes.append(f"{check.verified} of {len(digests.files)} image files match the digest list for "
+                        f"{commit[:12]} ({digests.origin})"
+                        + (f"; {len(check.unlisted)} image files it does not list are not verified"
+                           if check.unlisted else ""))
+    return {"digest_list": digest_list_name(source, commit), "files_verified": check.verified,
+            "files_failed": len(check.mismatched) + len(check.missing)}
+
+
+def write_repository_digests(source: str, folder: str | Path, dest: str | Path | None = None,
+                             commit: str | None = None) -> tuple[Path, int]:
+    """Hash the image files of ``folder`` (``source`` fetched at a known commit) into a digest list.
+
+    The commit is ``commit`` or the one ``.cxrcurate-source.json`` (or the folder's git checkout) records; the list
+    goes to ``dest`` (default ``./<source>-<commit[:12]>.csv.gz``). Returns its path and the number of files.
+
+    Raises:
+        CxrcurateError: not a repository source, or no commit known for the folder.
+    """
+    import time
+
+    from .. import __version__
+
+    if source not in repositories():
+        raise CxrcurateError(f"{source} is not fetched from GitHub; digest lists are for {', '.join(repositories())}")
+    folder = Path(folder)
+    from ..sources import get_source
+
+    recorded = read_source_record(folder).get("commit") or get_source(source)(folder).version().get("commit")
+    sha = commit or recorded
+    if not sha:
+        raise CxrcurateError(f"{folder} records no commit (no .cxrcurate-source.json from `cxrcurate fetch` and no "
+                             "git checkout); pass --commit SHA, the commit these files are from")
+    if recorded and commit and recorded != commit:
+        raise CxrcurateError(f"{folder} was fetched at {recorded}, not {commit}; a list must name the files' commit")
+    repo = repositories()[source].repo
+    out = Path(dest) if dest is not None else Path(digest_list_name(source, sha))
+    origin = (f"sha256 of the files of a fetch of {repo} at {sha[:12]}, listed "
+              f"{time.strftime('%Y-%m-%d', time.gmtime())} by cxrcurate {__version__}")
+    digests = write_folder_digests(source, repo, sha, folder, out, origin)
+    return out, len(digests.files)

@@ -2,6 +2,8 @@
 
 Each page is stored as ``<sha256 of URL>.body`` and then ``<sha256>.json`` (status, final URL, content type, when
 stored); the metadata file is written last and atomically, so a page interrupted mid-write is simply absent.
+A URL the site answered "not found" (404/410) can be remembered too (``put_missing``), so a resumed walk over
+numbered pages (Eurorad's case numbers) does not ask for it again; ``get`` never returns such an entry as a page.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class PageCache:
         meta_path, body_path = self._paths(url)
         try:
             meta = json.loads(meta_path.read_text())
+            if meta.get("missing"):
+                return None
             if max_age is not None and time.time() - meta["stored"] > max_age:
                 return None
             return Page(url, meta["final_url"], meta["status"], meta["content_type"], body_path.read_bytes(), True)
@@ -85,4 +89,23 @@ class PageCache:
             tmp.write_bytes(data)
             os.replace(tmp, path)
 
+    def get_missing(self, url: str, max_age: float | None) -> int | None:
+        """The status (404/410) stored for ``url`` by ``put_missing`` within ``max_age`` seconds; None otherwise."""
+        meta_path, _ = self._paths(url)
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not meta.get("missing") or (max_age is not None and time.time() - meta["stored"] > max_age):
+                return None
+            return int(meta["status"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
+    def put_missing(self, url: str, status: int) -> None:
+        """Remember that ``url`` answered ``status`` (404/410), replacing any page stored for it."""
+        meta_path, body_path = self._paths(url)
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        body_path.unlink(missing_ok=True)
+        meta = {"url": url, "status": status, "missing": True, "stored": time.time()}
+        tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(json.dumps(meta).encode())
+        os.replace(tmp, meta_path)

@@ -81,13 +81,21 @@ class Repository:
 
 @dataclass(frozen=True)
 class ManualDownload:
-    """Downloaded by a person (login or click-through): where, what, and what a complete copy holds."""
+    """Downloaded by a person (login or click-through): where, what, and what a complete copy holds.
+
+    ``archives`` names the files the person downloads (looked for in the source folder by ``--check``) with the
+    publisher's digest of each as ``"<algorithm>:<hex>"`` (``md5`` or ``sha256``), or None where none is published;
+    ``digest_note`` says where the digests come from, or why there are none. An archive without a published digest
+    is pinned by the sha256 of the first copy checked (kept in ``.cxrcurate-source.json``).
+    """
 
     url: str
     what: str
     images: int
     by_label: dict[str, int] = field(default_factory=dict)
     metadata: tuple[str, ...] = ()
+    archives: dict[str, str | None] = field(default_factory=dict)
+    digest_note: str = ""
 
 
 @dataclass(frozen=True)

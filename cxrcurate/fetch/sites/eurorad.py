@@ -4,7 +4,9 @@ Eurorad's search page is rendered by JavaScript and guarded by a captcha, so pla
 Cases are instead found by their numbers: ``/case/<n>`` for each ``n`` in a range (by default the range holding the
 2020 COVID-19 cases that the Cohen collection cites, 16630-16751, with a margin), narrowed to the numbers the
 site's ``/sitemap.xml`` lists when it has one. A number that is no case (HTTP 404) or a case on another topic
-(its title, history and diagnosis do not name the topic, COVID-19 by default) is skipped and counted.
+(its title, history and diagnosis do not name the topic, COVID-19 by default) is skipped and counted. The 404s are
+remembered in the page cache for ``MISSING_MAX_AGE`` (``--refresh`` asks again), so a resumed or repeated walk
+does not request those numbers again.
 
 A case page, as public scrapers of it read it (docs/sources.md lists them with dates):
 
@@ -42,6 +44,8 @@ _PUBLISHED = re.compile(r"Published on\s*(\d{1,2}\.\d{1,2}\.\d{4})", re.I)
 _SECTIONS = {"clinical history": "history", "imaging findings": "findings", "discussion": "discussion",
              "differential diagnosis list": "differential", "final diagnosis": "diagnosis"}
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+MISSING_MAX_AGE = 30 * 24 * 3600.0  # a number that was no case is asked again after a month (new cases get numbers)
+_NOT_A_CASE = "case number not on the site (HTTP 404)"
 
 
 def parse_sitemap(xml: str, url: str) -> tuple[list[str], list[int]]:
@@ -168,11 +172,17 @@ class Eurorad(Scraper):
                 yield CaseRef(str(n), f"{self.base_url}/case/{n}")
 
     def fetch_case(self, ref: CaseRef) -> Case | str:
+        cache = None if self.client.config.refresh else self.client.cache
+        if cache is not None and (status := cache.get_missing(ref.url, MISSING_MAX_AGE)) is not None:
+            self.client.log_event(url=ref.url, outcome="cache", status=status)
+            return _NOT_A_CASE
         try:
             page = self.client.get_page(ref.url)
         except HttpStatusError as exc:
             if exc.status in (404, 410):
-                return "case number not on the site (HTTP 404)"
+                if self.client.cache is not None:
+                    self.client.cache.put_missing(ref.url, exc.status)
+                return _NOT_A_CASE
             raise
         case = parse_case(page.text, page.final_url)
         case.case_id = ref.case_id

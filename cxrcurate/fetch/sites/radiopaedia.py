@@ -17,21 +17,27 @@ site's markup changed, each known layout is one strategy, newest first, and the 
   presentation ``#case-patient-presentation`` (``div.case-section.view-section`` in 2020); findings
   ``.study-findings``; the publication date in the header row "Case published" (``div.col-sm-3`` label,
   ``div.col-sm-8`` value "15 Oct 2015").
-* ``/studies/<id>/stacks`` answers a JSON list of stacks, each with a ``modality`` and ``images`` (``public_filename``
-  the original PNG, ``fullscreen_filename`` a JPEG derivative, ``plane_projection``, ``aux_modality``,
-  ``position``). The original is downloaded; only X-ray stacks are, the others are recorded (``not_downloaded``).
+* a study's images, tried in order (``STACK_STRATEGIES``): ``/studies/<id>/stacks`` answers a JSON list of stacks,
+  each with a ``modality`` and ``images`` (``public_filename`` the original PNG, ``fullscreen_filename`` a JPEG
+  derivative, ``plane_projection``, ``aux_modality``, ``position``); when that endpoint fails (an HTTP error, or not
+  that JSON), the study page the case page links (``a.view-fullscreen-link``, ``/cases/<case>/studies/<id>``)
+  carries the same list inline, in a script as ``var stackedImages = [...];`` (Mdwiki-TD/mdwiki-python-files
+  ``mass/radio/studies.py``, 2024-01-07, reads it from the study page; ``get_studies.py``, 2024-03-13, reads the
+  stacks JSON first and the page only when that fails). The original is downloaded; only X-ray stacks are, the
+  others are recorded (``not_downloaded``).
 
 Cases are CC BY-NC-SA 3.0 (Radiopaedia's licence page) unless the page links another license (``rel="license"``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ...errors import ParseError
+from ...errors import BotChallenge, HttpStatusError, ParseError
 from ...labels import normalize_sex, normalize_view, parse_age
 from ..base import Case, CaseRef, Image, Scraper, case_id_from, iso_date, parse_date
 from ..http import HttpClient
@@ -45,6 +51,7 @@ _TRAILING_ID = re.compile(r"-(\d+)$")
 _PUBLISHED = re.compile(r"published\s*:?\s*(\d{1,2} \w{3,9} \d{4})", re.I)
 _NO_RESULTS = re.compile(r"\b(no (?:results|cases)|0 results|nothing found)\b", re.I)
 _XRAY = {"x-ray", "xray", "radiograph", "plain film", "fluoroscopy"}
+_STACKED_IMAGES = re.compile(r"\bstackedImages\s*=\s*(?=\[)")
 
 
 def _result_links(doc: Any) -> list[Any]:
@@ -105,6 +112,15 @@ STUDY_ID_STRATEGIES = [
 ]
 
 
+def _study_pages(doc: Any, url: str) -> dict[str, str]:
+    """``{study id: study page URL}`` from the fullscreen links (2024 layout); empty for older layouts."""
+    pages: dict[str, str] = {}
+    for a in doc.select("a.view-fullscreen-link[href]"):
+        if m := _STUDY_HREF.search(str(a["href"])):
+            pages.setdefault(m.group(1), urljoin(url, str(a["href"])))
+    return pages
+
+
 def _data_items(doc: Any) -> dict[str, str]:
     """``{"age": "65 years", "gender": "Male"}`` from the patient-data items ("Age: 65 years")."""
     items = {}
@@ -162,7 +178,8 @@ def parse_case(html: str, url: str) -> tuple[Case, list[str]]:
         published=_published(doc),
         extra={k: v for k, v in {"presentation": text_of(presentation),
                                  "discussion": text_of(doc.select_one("#case-discussion, .case-discussion")),
-                                 "study_ids": study_ids, "layout": layout}.items() if v},
+                                 "study_ids": study_ids, "layout": layout,
+                                 "study_pages": _study_pages(doc, url)}.items() if v},
     )
     return case, study_ids
 
@@ -210,6 +227,28 @@ def parse_stacks(text: Any, url: str, study_id: str) -> list[Image]:
     return images
 
 
+def parse_stacked_images(html: str, url: str, study_id: str) -> list[Image]:
+    """The images of one study from the ``stackedImages`` list a study page carries inline in a script.
+
+    Raises:
+        ParseError: no ``stackedImages = [...]`` in any script, or not JSON, or not the stacks layout.
+    """
+    for script in soup(html).select("script"):
+        text = script.string or script.get_text() or ""
+        if m := _STACKED_IMAGES.search(text):
+            try:
+                data, _ = json.JSONDecoder().raw_decode(text, m.end())
+            except ValueError as exc:
+                raise ParseError(f"{url}: 'stackedImages' is not followed by a JSON list ({exc}); the {SITE} "
+                                 "study page may have changed") from exc
+            return parse_stacks(data, url, study_id)
+    raise layout_error(url, "a script assigning 'stackedImages = [...]'", SITE)
+
+
+STACK_STRATEGIES = ("/studies/<id>/stacks JSON (2020-2024)",
+                    "var stackedImages = [...] in the study page /cases/<case>/studies/<id> (2024)")
+
+
 class Radiopaedia(Scraper):
     """Radiopaedia cases matching a search (default: COVID-19), X-ray stacks only."""
 
@@ -231,7 +270,35 @@ class Radiopaedia(Scraper):
         case.case_id = ref.case_id  # the id discovery gave, so a redirect cannot rename a case
         if case.published is None and ref.published is not None:
             case.published = ref.published.isoformat()
+        pages = case.extra.get("study_pages", {})
         for sid in study_ids:
-            stacks_url = f"{self.base_url}/studies/{sid}/stacks?lang=us"
-            case.images.extend(parse_stacks(self.client.get_page(stacks_url).json(), stacks_url, sid))
+            case.images.extend(self.study_images(sid, pages.get(sid)))
         return case
+
+    def study_images(self, study_id: str, study_page: str | None) -> list[Image]:
+        """A study's images by the first of ``STACK_STRATEGIES`` that works (the study page only when linked).
+
+        Raises:
+            ParseError: no strategy found the images (names each URL tried and why it failed).
+            BotChallenge: the site answered with a challenge (never worked around by another request).
+        """
+        stacks_url = f"{self.base_url}/studies/{study_id}/stacks?lang=us"
+        try:
+            return parse_stacks(self.client.get_page(stacks_url).json(), stacks_url, study_id)
+        except BotChallenge:
+            raise
+        except (HttpStatusError, ParseError) as exc:
+            if study_page is None:
+                raise
+            first = exc
+        try:
+            page = self.client.get_page(study_page)
+            images = parse_stacked_images(page.text, page.final_url, study_id)
+        except BotChallenge:
+            raise
+        except (HttpStatusError, ParseError) as exc:
+            raise ParseError(f"{study_page}: no images for study {study_id}; tried {STACK_STRATEGIES[0]}: {first}; "
+                             f"then {STACK_STRATEGIES[1]}: {exc}") from exc
+        for image in images:
+            image.extra["stacks_from"] = "study page (stackedImages)"
+        return images
