@@ -178,8 +178,10 @@ def main() -> None:
         df = synthetic_set(n, args.data_root, args.work, args.workers)
         opts = DedupOptions(workers=args.workers, engine=args.engine, scheduler=args.scheduler,
                             work_dir=str(args.work), label_conflict="report")
+        rows = df.drop(columns=["original", "transform"])
+        rows["path"] = [str(Path(p).relative_to(args.work)) for p in rows["path"]]  # manifests name relative paths
         t0, c0 = time.perf_counter(), _cpu_s()
-        res = dedup(df.drop(columns=["original", "transform"]), "/", opts, progress=False)
+        res = dedup(rows, args.work, opts, progress=False)
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
         out = res.manifest.assign(original=df["original"].to_numpy(), transform=df["transform"].to_numpy())
         copies = out[out["transform"] != "original"]
