@@ -1,7 +1,7 @@
 """Which approximate-nearest-neighbour library for dedup candidates: recall and speed on 2 cores.
 
 Usage:
-    python benchmarks/bench_ann.py [--n 200000] [--crops 11] [--dim 64] [--k 10] [--threads 2]
+    python benchmarks/bench_ann.py [--n 200000] [--crops 25] [--dim 64] [--k 10] [--threads 2]
 
 The dedup candidate stage indexes ``crops`` whitened, unit-norm descriptors per image (``dim`` floats) and
 queries each image's full view for its ``k`` nearest crops. Whitened descriptors are close to isotropic, so
@@ -32,7 +32,7 @@ def data(n: int, crops: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200_000)
-    ap.add_argument("--crops", type=int, default=11)
+    ap.add_argument("--crops", type=int, default=25)  # descriptors.N_CROPS
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)

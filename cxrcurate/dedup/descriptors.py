@@ -5,15 +5,15 @@ slightly rotated versions of each other, and a global pHash of two such copies i
 patients. So every picture is first brought to a *canonical view* (padding trimmed, histogram equalised), and
 described by ``N_CROPS`` (25) small blurred thumbnails of windows of it: across and down independently, the whole
 side, 85% of it (at the start, centre or end) or its centred 70%. A copy's whole view then resembles one of the
-other picture's windows whatever was cut off, on one side or two, evenly or not. (The first design, square
-windows of 90/80/70% centred or against one edge, found 86% of the planted crop copies among 20,000 pictures; these
-windows find 96%: docs/dedup.md.) The raw descriptors are whitened with a PCA fitted on the run's own descriptors (chest X-rays all
-share one layout; whitening removes that common part) and each image's whole view is searched for its ``k``
-nearest crops among all images with faiss (exact inner product below ``EXACT_LIMIT`` vectors, IVF beyond).
-Each image yields at most ``k`` candidate pairs, so the stage grows linearly with the collection.
+other picture's windows whatever was cut off, on one side or two, evenly or not. The raw descriptors are whitened
+with a PCA fitted on the run's own descriptors (chest X-rays all share one layout; whitening removes that common
+part) and each image's whole view is searched for its ``k`` nearest windows among all images with faiss (exact
+inner product below ``EXACT_LIMIT`` vectors, IVF beyond). Each image yields at most ``k`` candidate pairs, so the
+stage grows linearly with the collection.
 
-Measured on 1,820 real images of five collections against 661 verified copy pairs: with ``k=8`` the candidates
-(5.6 per image) connect 98.5% of the verified pairs, directly or through a chain (docs/dedup.md).
+Measured (docs/dedup.md): on 1,820 real images of five collections, with ``k=8``, recall 0.994 of the 693
+eye-checked copy pairs at precision 1.000; among 20,000 synthetic pictures 96% of planted crop copies are found
+(86% with the first design's 16 square windows, 90/80/70% centred or against one edge).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def verify_pair(path_a: str, path_b: str, min_inliers: int = 100, min_score: flo
     Before the full match, a *gate* matches only the ``GATE_KEYPOINTS`` strongest keypoints of each picture
     (a tenth of the work) and stops pairs with fewer than ``gate`` ratio-test matches (0 turns it off). Measured
     on the 11,802 candidate pairs of 1,777 real images of five collections plus the eye-checked truth pairs:
-    every accepted pair had at least 28 such matches, every pair with 60+ inliers at least 15, and the gate
+    every accepted pair had at least 28 such matches, every pair with 60+ inliers at least 14, and the gate
     stops three in four candidates (docs/dedup.md, "The verification gate").
     """
     return decide(_orb_cached(path_a), _orb_cached(path_b), min_inliers, min_score, strong_inliers, gate)
