@@ -99,10 +99,10 @@ def main() -> None:
     work = args.work / "planted" / "images"
     work.mkdir(parents=True, exist_ok=True)
     rows = []
-    for k, rec in enumerate(originals.itertuples()):
+    for rec in originals.itertuples():
         pixels = decode_image(root / rec.path).pixels
         for name in TRANSFORMS:
-            rel = f"{k:04d}-{name}.png"
+            rel = f"{1000 + len(rows)}.png"  # named by number, as the covid-cxnet loader expects
             transform(pixels, name, rng).save(work / rel)
             rows.append({"file": rel, "original": rec.image_id, "transform": name})
     planted = pd.DataFrame(rows)
@@ -114,19 +114,21 @@ def main() -> None:
     base_group = baseline.manifest.set_index("image_id")["dup_group"]
     built = build_manifest([("covid-cxnet", args.work / "planted")], args.work / "out", progress=False)
     copies = read_manifest(built.manifest)
-    copies["path"] = [str((work / p.split("/")[-1]).resolve()) for p in copies["path"]]
+    # one data root for both (manifest paths are relative to it): the filesystem root
+    copies["path"] = [str((work / p.split("/")[-1]).resolve().relative_to("/")) for p in copies["path"]]
     copies["image_id"] = "planted:" + copies["path"].str.split("/").str[-1]
     real = m.copy()
-    real["path"] = [str((root / p).resolve()) for p in real["path"]]
+    real["path"] = [str((root / p).resolve().relative_to("/")) for p in real["path"]]
     t0 = time.perf_counter()
     res = dedup(pd.concat([real, copies], ignore_index=True), "/", DedupOptions(workers=args.workers), progress=True)
     t_mixed = time.perf_counter() - t0
     group = res.manifest.set_index("image_id")["dup_group"]
     origin = dict(zip("planted:" + planted["file"], planted["original"], strict=True))
+    kind = dict(zip("planted:" + planted["file"], planted["transform"], strict=True))
     members = res.manifest.groupby("dup_group")["image_id"].apply(list)
     hits, true_pairs, false_pairs, wrong = {}, 0, 0, []
     for c, o in origin.items():
-        hits.setdefault(c.split("-")[-1].removesuffix(".png"), []).append(group[c] == group[o])
+        hits.setdefault(kind[c], []).append(group[c] == group[o])
         for x in members[group[c]]:
             if x == c:
                 continue

@@ -27,6 +27,10 @@ CANON = 128  # side of the canonical view the crops are cut from
 # one window across and one down, so tighter crops of either side alone, and off-centre ones, are covered.
 AXIS_WINDOWS = ((1.0, 0.5), (0.85, 0.0), (0.85, 0.5), (0.85, 1.0), (0.7, 0.5))
 EXACT_LIMIT = 200_000  # up to this many indexed vectors the search is exact (faiss flat or numpy)
+# IVF lists probed per query beyond EXACT_LIMIT (of sqrt(vectors) lists). Measured on 100,000 synthetic pictures
+# (benchmarks/bench_dedup_scale.py): the candidates held 95.0% of the planted crop copies at 16, 97.8% at 64
+# (exact search: 99.7% at 20,000), for 65 s against 199 s of search on 2 cores.
+NPROBE = 64
 N_CROPS = len(AXIS_WINDOWS) ** 2
 
 
@@ -113,7 +117,7 @@ def build_index(vectors: np.ndarray, threads: int = 1):
         index.cp.seed = 1234
         train = vectors[np.sort(np.random.default_rng(0).choice(m, min(m, 40 * nlist), replace=False))]
         index.train(train)
-        index.nprobe = 16
+        index.nprobe = NPROBE
     index.add(vectors)
     return index
 

@@ -117,9 +117,20 @@ def verify_pair(path_a: str, path_b: str, min_inliers: int = 100, min_score: flo
 
 
 
-def _good_matches(matcher, da: np.ndarray, db: np.ndarray) -> list:
-    matches = matcher.knnMatch(np.ascontiguousarray(db), np.ascontiguousarray(da), k=2)
-    return [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+def _good_matches(da: np.ndarray, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test (0.8) on the two nearest ``da`` descriptors of each ``db`` descriptor (Hamming distance).
+
+    Returns the indices ``(into db, into da)`` of the matches that pass, in ``db`` order. The search is faiss's
+    exact binary index (the same matches as OpenCV's brute-force matcher, a third of its CPU time): a tie for the
+    nearest fails the test either way, so which of the tied descriptors is reported never matters.
+    """
+    import faiss
+
+    index = faiss.IndexBinaryFlat(da.shape[1] * 8)
+    index.add(np.ascontiguousarray(da))
+    dist, idx = index.search(np.ascontiguousarray(db), 2)
+    good = dist[:, 0] < 0.8 * dist[:, 1]
+    return np.flatnonzero(good), idx[good, 0]
 
 
 def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score: float = 0.99,
@@ -137,16 +148,15 @@ def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score
     tb, pb, db, sb = feat_b
     if da is None or db is None or len(da) < 8 or len(db) < 8:
         return Verdict(0, 0.0, False, "matches")
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     if gate > 0 and len(sa) == GATE_KEYPOINTS and len(sb) == GATE_KEYPOINTS:
-        n = len(_good_matches(matcher, da[sa], db[sb]))
+        n = len(_good_matches(da[sa], db[sb])[0])
         if n < gate:
             return Verdict(n, 0.0, False, "gate")
-    good = _good_matches(matcher, da, db)
-    if len(good) < max(6, min(min_inliers, strong_inliers)):  # inliers <= matches: cannot be accepted, and
-        return Verdict(len(good), 0.0, False, "matches")  # RANSAC is skipped; the match count is the evidence
-    src = pb[[g.queryIdx for g in good]]
-    dst = pa[[g.trainIdx for g in good]]
+    query, train = _good_matches(da, db)
+    if len(query) < max(6, min(min_inliers, strong_inliers)):  # inliers <= matches: cannot be accepted, and
+        return Verdict(len(query), 0.0, False, "matches")  # RANSAC is skipped; the match count is the evidence
+    src = np.ascontiguousarray(pb[query])
+    dst = np.ascontiguousarray(pa[train])
     cv2.setRNGSeed(0)  # RANSAC is randomised: the same pair must give the same evidence on every run
     transform, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=4.0,
                                                  maxIters=2000, confidence=0.995)

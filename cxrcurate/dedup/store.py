@@ -89,6 +89,9 @@ def verify_chunk(pairs: np.ndarray, store: str, chunk_size: int, min_inliers: in
                  strong_inliers: int, gate: int) -> np.ndarray:
     """``(m, 4)`` float64 ``(inliers, score, accepted, stage code)`` for image-index pairs ``(m, 2)`` read from the
     store (the stage code indexes ``features.STAGES``)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # one pair at a time per worker: threads would only compete with other workers
     out = np.zeros((len(pairs), 4))
     for r, (a, b) in enumerate(pairs):
         v: Verdict = decide(_features(store, chunk_size, int(a)), _features(store, chunk_size, int(b)),
