@@ -92,8 +92,10 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
             raise ImageDecodeError(f"{name}: {cols}x{rows} pixels exceeds the limit of {max_pixels} "
                                    "(decompression bomb?); raise max_pixels only if you trust the file")
         raw = ds.pixel_array
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
         if raw.ndim == 4 or (raw.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1):
-            raw = raw[0]  # a multi-frame file: the first frame is the radiograph
+            frames = max(frames, raw.shape[0])
+            raw = raw[0]  # a multi-frame file: the first frame is the radiograph (``frames`` says how many)
         if raw.ndim == 3:
             raw = raw[..., :3].mean(axis=-1)
         arr = np.asarray(apply_modality_lut(raw, ds))
@@ -114,7 +116,7 @@ def _decode_dicom(data: bytes, name: str, max_pixels: int) -> DecodedImage:
         out = _window(arr, low, high)
     if photometric == "MONOCHROME1":
         out = 255 - out
-    return DecodedImage(np.ascontiguousarray(out), bits, "DICOM")
+    return DecodedImage(np.ascontiguousarray(out), bits, "DICOM", frames)
 
 
 def _decode_pillow(data: bytes, name: str, max_pixels: int) -> DecodedImage:

@@ -238,6 +238,21 @@ def test_dangling_links_folders_and_links_out_go_to_the_dropped_table(tmp_path, 
     assert len(read_manifest(tmp_path / "o/manifest.parquet")) == 4
 
 
+def test_hidden_files_named_like_images_are_listed_not_lost(tmp_path, capsys):
+    folder = tmp_path / "covid-cxnet"
+    for i in range(2):
+        _png(folder / "images" / f"90{i}.png", 50 + i)
+    _png(folder / "images/._900.png", 70)  # what unzipping a macOS archive leaves beside each image
+    (folder / "images/.DS_Store").write_bytes(b"\0\0\0\1Bud1")  # not named like an image: not listed
+    code, _ = _run(capsys, "build-manifest", "--source", f"covid-cxnet={folder}", "--out", tmp_path / "o", "-q",
+                   "--workers", "1")
+    assert code == 0
+    dropped = pd.read_parquet(tmp_path / "o/manifest.dropped.parquet").set_index("path")
+    assert dropped["reason"].to_dict() == {"covid-cxnet/images/._900.png": "hidden_file"}
+    assert "rename it" in dropped.loc["covid-cxnet/images/._900.png", "detail"]
+    assert len(read_manifest(tmp_path / "o/manifest.parquet")) == 2
+
+
 # -- 6: a changed file is never given its old fingerprint -----------------------------------------------------------
 def test_same_size_replacement_with_the_old_mtime_is_fingerprinted_again(tmp_path, capsys):
     folder = tmp_path / "covid-cxnet/images"

@@ -503,6 +503,8 @@ def test_dicom_multiframe_uses_the_first_frame(tmp_path):
     img = decode_image(_write_dicom(tmp_path / "mf.dcm", frames, bits_stored=12))
     assert img.pixels.shape == (32, 64)
     assert img.pixels[0, 0] == 0 and img.pixels[-1, -1] == 255
+    assert img.frames == 2  # so the build notes it in the row's extra (only the first frame is described)
+    assert fingerprint(tmp_path / "mf.dcm")["frames"] == 2
 
 
 # ------------------------------------------------------------------------------------------------------ errors

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cxrcurate.errors import SourceError, UnknownSourceError
 from cxrcurate.sources import get_source
-from cxrcurate.sources.base import DUPLICATE_ROW, FILE_WITHOUT_ROW, NOT_IMAGE, Dropped, Record
+from cxrcurate.sources.base import DUPLICATE_ROW, FILE_WITHOUT_ROW, HIDDEN_FILE, NOT_IMAGE, Dropped, Record
 from cxrcurate.sources.kermany import Kermany, patient_from_name
 
 IMAGES = [
@@ -44,18 +44,19 @@ def _kaggle_tree(root: Path) -> Path:
     _jpeg(top / "chest_xray/test/PNEUMONIA/person3_virus_15.jpeg")  # only in the nested copy
     _touch(top / "__MACOSX/chest_xray/train/NORMAL/._IM-0115-0001.jpeg")
     _touch(top / "__MACOSX/._chest_xray")
-    _touch(top / "train/NORMAL/.DS_Store")  # hidden: skipped
+    _touch(top / "train/NORMAL/.DS_Store")  # hidden, not named like an image: skipped
+    _touch(top / "train/NORMAL/._IM-0115-0001.jpeg")  # a macOS fork outside __MACOSX: listed as hidden_file
     _touch(top / "README.txt")
     _jpeg(top / "train/stray.jpeg")  # not in a class folder: no label
     return top
 
 
 def _files(root: Path) -> set[str]:
-    """Every file the loader must account for: all but hidden ones outside ``__MACOSX``."""
+    """Every file the loader must account for: all but hidden ones outside ``__MACOSX`` not named like images."""
     out = set()
     for p in root.rglob("*"):
         rel = p.relative_to(root)
-        if p.is_file() and ("__MACOSX" in rel.parts or not p.name.startswith(".")):
+        if p.is_file() and ("__MACOSX" in rel.parts or not p.name.startswith(".") or p.suffix == ".jpeg"):
             out.add(rel.as_posix())
     return out
 
@@ -108,6 +109,7 @@ def test_every_file_accounted_for_exactly_once(tmp_path: Path) -> None:
         "chest_xray/__MACOSX/._chest_xray": NOT_IMAGE,
         "chest_xray/README.txt": NOT_IMAGE,
         "chest_xray/train/stray.jpeg": FILE_WITHOUT_ROW,
+        "chest_xray/train/NORMAL/._IM-0115-0001.jpeg": HIDDEN_FILE,
     }
     dup = next(d for d in dropped if d.reason == DUPLICATE_ROW)
     assert "chest_xray/train/NORMAL/IM-0115-0001.jpeg" in dup.detail
@@ -117,7 +119,7 @@ def test_root_may_be_chest_xray_itself(tmp_path: Path) -> None:
     top = _kaggle_tree(tmp_path)
     records, dropped = _parse(top)
     assert {r.rel for r in records} >= {"train/NORMAL/IM-0115-0001.jpeg", "test/PNEUMONIA/scan 7.jpeg"}
-    assert len(records) == len(IMAGES) + 1 and len(dropped) == 5
+    assert len(records) == len(IMAGES) + 1 and len(dropped) == 6  # 5 + the hidden macOS fork
     assert set(r.rel for r in records) | set(d.rel for d in dropped) == _files(top)
 
 

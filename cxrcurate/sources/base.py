@@ -34,8 +34,18 @@ UNPARSEABLE_ROW = "unparseable_row"  # a metadata row the CSV parser cannot read
 NOT_A_FILE = "not_a_file"  # a folder (or fifo, socket) where the layout has image files
 DANGLING_LINK = "dangling_link"  # a symbolic link whose target does not exist
 OUTSIDE_ROOT = "outside_root"  # a link (or path) leading outside the source folder / data root
+HIDDEN_FILE = "hidden_file"  # a file with an image's suffix whose name starts with '.' (e.g. a macOS '._' fork)
 REASONS = (ROW_WITHOUT_FILE, FILE_WITHOUT_ROW, DUPLICATE_ROW, NOT_XRAY, NOT_IMAGE, MASK_WITHOUT_IMAGE,
-           VIEW_EXCLUDED, UNREADABLE, UNPARSEABLE_ROW, NOT_A_FILE, DANGLING_LINK, OUTSIDE_ROOT)
+           VIEW_EXCLUDED, UNREADABLE, UNPARSEABLE_ROW, NOT_A_FILE, DANGLING_LINK, OUTSIDE_ROOT, HIDDEN_FILE)
+
+
+def hidden_file(rel: str) -> Dropped:
+    """The dropped row for a hidden file named like an image: not read, but listed, so nothing goes silently.
+
+    Hidden files without an image suffix (``.DS_Store``, ``.x.part`` of an unfinished download) are not listed.
+    """
+    return Dropped(HIDDEN_FILE, rel=rel, detail="hidden file (its name starts with '.'): not read. macOS writes "
+                   "'._' resource forks like this; if it is a real image, rename it without the dot")
 
 
 @dataclass
@@ -194,6 +204,8 @@ class Source(ABC):
         dropped: list[Dropped] = []
         for p in sorted(base.iterdir()):
             if p.name.startswith("."):
+                if is_image_name(p.name) and p.is_file():
+                    dropped.append(hidden_file(self.rel(p)))
                 continue
             rel = self.rel(p)
             if p.is_symlink():

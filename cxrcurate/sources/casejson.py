@@ -28,7 +28,17 @@ from typing import Any, ClassVar
 
 from ..imageio import is_image_name
 from ..labels import VIEWS, label_from_finding, pediatric_from_age
-from .base import FILE_WITHOUT_ROW, NOT_IMAGE, NOT_XRAY, ROW_WITHOUT_FILE, UNREADABLE, Dropped, Record, Source
+from .base import (
+    FILE_WITHOUT_ROW,
+    NOT_IMAGE,
+    NOT_XRAY,
+    ROW_WITHOUT_FILE,
+    UNREADABLE,
+    Dropped,
+    Record,
+    Source,
+    hidden_file,
+)
 
 _COVID = re.compile(r"\b(covid-?19|sars-cov-2|2019-ncov)\b", re.I)
 _NEG_BEFORE = re.compile(r"\b(no|not|non|negative|negativ[oa]|without|senza)\b[^.;]{0,40}\b(covid-?19|sars-cov-2)\b",
@@ -64,9 +74,11 @@ class CaseFolderSource(Source):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.startswith("."):
-                    continue  # .part files of unfinished downloads, .DS_Store
                 rel = self.rel(Path(dirpath) / name)
+                if name.startswith("."):  # .part files of unfinished downloads, .DS_Store; image names are listed
+                    if is_image_name(name):
+                        junk.append(hidden_file(rel))
+                    continue
                 if is_image_name(name):
                     files[rel] = False
                 else:

@@ -33,7 +33,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ..imageio import is_image_name
 from . import register
-from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, NOT_IMAGE, Dropped, ManualDownload, Record, Source
+from .base import DUPLICATE_ROW, FILE_WITHOUT_ROW, NOT_IMAGE, Dropped, ManualDownload, Record, Source, hidden_file
 
 SPLITS = ("train", "val", "test")
 _CLASSES = {"NORMAL": "normal", "PNEUMONIA": "pneumonia"}
@@ -111,18 +111,20 @@ class Kermany(Source):
                           f"{self.layout}")
 
     def _walk(self, folder: Path) -> Iterator[Path]:
-        """Every file under ``folder`` in a stable order, hidden ones skipped except inside ``__MACOSX``."""
+        """Every file under ``folder`` in a stable order; hidden ones only inside ``__MACOSX`` or named like images."""
         for dirpath, dirnames, filenames in os.walk(folder):
             in_macosx = _MACOSX in Path(dirpath).relative_to(self.root).parts
             dirnames[:] = sorted(d for d in dirnames if in_macosx or not d.startswith("."))
             for name in sorted(filenames):
-                if in_macosx or not name.startswith("."):
+                if in_macosx or not name.startswith(".") or is_image_name(name):  # hidden images are listed
                     yield Path(dirpath) / name
 
     def _classify(self, path: Path, base: Path) -> Record | Dropped:
         rel = self.rel(path)
         if _MACOSX in Path(rel).parts:
             return Dropped(NOT_IMAGE, rel=rel, detail="macOS resource fork in __MACOSX, not an image")
+        if path.name.startswith("."):
+            return hidden_file(rel)
         if not is_image_name(path.name):
             return Dropped(NOT_IMAGE, rel=rel, detail=f"suffix {path.suffix or '(none)'}")
         inner = path.relative_to(base).parts
