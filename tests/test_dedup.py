@@ -60,11 +60,12 @@ def test_the_gate_only_skips_work(sample_build, sample_dedup, tmp_path):
     """The cheap gate stops most candidates of the real sample, and every decision equals the full match's."""
     path, _ = sample_dedup
     gated = pd.read_parquet(path.with_name("manifest.pairs.parquet"))
-    _, full = dedup_manifest(sample_build.manifest, tmp_path / "manifest.parquet",
-                             options=DedupOptions(workers=1, gate=0), progress=False)
-    assert set(full.pairs["stage"]) <= {"exact", "matches", "ransac"}  # gate 0: every pair got the full match
-    both = gated.merge(full.pairs, on=["image_a", "image_b"], suffixes=("", "_full"))
-    assert len(both) == len(gated) == len(full.pairs)
+    out = tmp_path / "manifest.parquet"  # the gate switched off the way users do it: the CLI's --gate 0
+    assert main(["dedup", str(sample_build.manifest), "--out", str(out), "--gate", "0", "--workers", "1", "-q"]) == 0
+    full = pd.read_parquet(tmp_path / "manifest.pairs.parquet")
+    assert set(full["stage"]) <= {"exact", "matches", "ransac"}  # gate 0: every pair got the full match
+    both = gated.merge(full, on=["image_a", "image_b"], suffixes=("", "_full"))
+    assert len(both) == len(gated) == len(full)
     stopped = both[both["stage"] == "gate"]
     assert len(stopped) > 0.5 * (both["stage"] != "exact").sum()  # the gate is where most pairs end
     assert (stopped["inliers"] < 14).all() and not stopped["accepted"].any()

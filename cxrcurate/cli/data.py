@@ -87,11 +87,13 @@ def _check_radius(args: argparse.Namespace) -> None:
 def _dedup_options(args: argparse.Namespace):
     from ..dedup.engine import DedupOptions
 
-    if args.gate < 0:
+    if args.gate is not None and args.gate < 0:
         raise UsageError(f"--gate {args.gate}: a count of keypoint matches, 0 (off) or more (default 14)")
-    kwargs = {"radius": args.radius, "knn": args.knn, "gate": args.gate, "label_conflict": args.label_conflict,
+    kwargs = {"radius": args.radius, "knn": args.knn, "label_conflict": args.label_conflict,
               "workers": getattr(args, "workers", None), "engine": args.engine, "scheduler": args.scheduler,
               "work_dir": args.work_dir}
+    if args.gate is not None:  # else the engine's default (``features.GATE_MATCHES``)
+        kwargs["gate"] = args.gate
     if args.prefer:
         kwargs["preference"] = tuple(s.strip() for s in args.prefer.split(","))
     return DedupOptions(**kwargs)
@@ -191,7 +193,7 @@ def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--radius", type=int, default=4, help="pHash Hamming radius for candidates (default 4)")
     g.add_argument("--knn", type=int, default=8,
                    help="nearest images per image by crop-tolerant descriptors, as candidates (default 8)")
-    g.add_argument("--gate", type=int, default=14,
+    g.add_argument("--gate", type=int, default=None,
                    help="verification skips the full match of pairs with fewer ratio-test matches among the 300 "
                    "strongest keypoints (default 14, measured in docs/dedup.md; 0: off)")
     g.add_argument("--engine", choices=["local", "dask"], default="local",

@@ -29,6 +29,7 @@ import pandas as pd
 from ..errors import CxrcurateError
 from ..manifest import row_paths
 from ..sources import dedup_preference
+from .features import GATE_MATCHES
 from .hashindex import hamming
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class DedupOptions:
     min_inliers: int = 100
     min_score: float = 0.99
     strong_inliers: int = 220
-    gate: int = 14  # ``features.GATE_MATCHES``: fewer matches among the strongest keypoints stop a pair (0: off)
+    gate: int = GATE_MATCHES  # fewer matches among the strongest keypoints stop a pair before the full match (0: off)
     preference: Sequence[str] = field(default_factory=dedup_preference)  # sources' dedup_rank order
     label_conflict: str = "exclude"  # or "report": keep the preferred copy and only list the conflict
     workers: int | None = None

@@ -17,7 +17,7 @@ import numpy as np
 from ..imageio import decode_image
 
 VERIFY_SIDE = 320  # long side of the picture ORB runs on
-MAX_KEYPOINTS = 800  # ORB keypoints per picture, strongest first
+MAX_KEYPOINTS = 800  # ORB keypoints per picture (in the detector's order; ``orb_features``)
 GATE_KEYPOINTS = 300  # the strongest keypoints the cheap gate matches before the full match
 GATE_MATCHES = 14  # fewer ratio-test matches among those: not a copy, the full match is skipped
 
@@ -113,8 +113,6 @@ def verify_pair(path_a: str, path_b: str, min_inliers: int = 100, min_score: flo
     stops three in four candidates (docs/dedup.md, "The verification gate").
     """
     return decide(_orb_cached(path_a), _orb_cached(path_b), min_inliers, min_score, strong_inliers, gate)
-
-
 
 
 def _good_matches(da: np.ndarray, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -91,10 +91,14 @@ def verify_chunk(pairs: np.ndarray, store: str, chunk_size: int, min_inliers: in
     store (the stage code indexes ``features.STAGES``)."""
     import faiss
 
+    threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # one pair at a time per worker: threads would only compete with other workers
     out = np.zeros((len(pairs), 4))
-    for r, (a, b) in enumerate(pairs):
-        v: Verdict = decide(_features(store, chunk_size, int(a)), _features(store, chunk_size, int(b)),
-                            min_inliers, min_score, strong_inliers, gate)
-        out[r] = (v.inliers, v.score, v.accepted, STAGES.index(v.stage))
+    try:
+        for r, (a, b) in enumerate(pairs):
+            v: Verdict = decide(_features(store, chunk_size, int(a)), _features(store, chunk_size, int(b)),
+                                min_inliers, min_score, strong_inliers, gate)
+            out[r] = (v.inliers, v.score, v.accepted, STAGES.index(v.stage))
+    finally:
+        faiss.omp_set_num_threads(threads)  # in-process runs (one worker) leave the caller's setting as it was
     return out
