@@ -56,13 +56,21 @@ def transform(pixels: np.ndarray, name: str, rng: np.random.Generator) -> Image.
     if name == "bright":
         return Image.fromarray(np.clip(pixels * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8))
     if name == "text":
-        out = im.copy()
-        d = ImageDraw.Draw(out)
-        x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 8))
-        d.rectangle((x, y, x + w // 4, y + h // 12), fill=255)
-        d.text((x + 4, y + 4), "PORTABLE AP", fill=0)
-        return out
+        return burn_label(im, rng)
     raise ValueError(name)
+
+
+def burn_label(im: Image.Image, rng: np.random.Generator, box: tuple[int, int] = (4, 12), band: int = 8,
+               text: str = "PORTABLE AP") -> Image.Image:
+    """A copy with a white box and a text label burnt in near the top (where scanners print them): the box is
+    ``1/box[0]`` of the width by ``1/box[1]`` of the height, its corner in the left half and the top ``1/band``."""
+    w, h = im.size
+    out = im.copy()
+    d = ImageDraw.Draw(out)
+    x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // band))
+    d.rectangle((x, y, x + w // box[0], y + h // box[1]), fill=255)
+    d.text((x + 4, y + 4), text, fill=0)
+    return out
 
 
 def throughput(paths: list[str]) -> None:

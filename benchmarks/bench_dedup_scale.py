@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from bench_dedup import burn_label  # the same burnt-in label as the real-image benchmark (same folder)
+from PIL import Image
 
 TRANSFORMS = ("crop", "pad", "text", "gamma", "rotate", "jpeg")
 SIDE = 256
@@ -87,12 +88,7 @@ def _transform(im: Image.Image, name: str, rng: np.random.Generator) -> Image.Im
         out.paste(im, (p, p))
         return out
     if name == "text":
-        out = im.copy()
-        d = ImageDraw.Draw(out)
-        x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 6))
-        d.rectangle((x, y, x + w // 3, y + h // 10), fill=255)
-        d.text((x + 4, y + 4), "PORTABLE AP  R", fill=0)
-        return out
+        return burn_label(im, rng, box=(3, 10), band=6, text="PORTABLE AP  R")
     if name == "gamma":
         g = rng.choice([rng.uniform(0.6, 0.8), rng.uniform(1.25, 1.6)])
         return Image.fromarray((255 * (np.asarray(im) / 255.0) ** g).astype(np.uint8))

@@ -189,7 +189,8 @@ def test_shipped_lists_agree_with_the_untouched_originals(shared_data):
     """``originals/`` holds a few files as published; each one a list names must have that list's digest."""
     import csv
 
-    from cxrcurate.fetch.digests import file_digests, load_digest_list
+    from cxrcurate.fetch.digests import load_digest_list
+    from cxrcurate.fetch.download import file_digests
     from cxrcurate.fetch.github import repositories
 
     rows = {r["path"]: r for r in csv.DictReader(open(shared_data / "ORIGINALS.csv"))}

@@ -16,28 +16,18 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CxrcurateError
+from .download import file_sha256
 
 DIGEST_PACKAGE = "cxrcurate.sources"
 DIGEST_FOLDER = "digests"
 _SKIP_DIRS = {".git", ".cache", ".cxrcurate-download", ".cxrcurate-rejected"}
-
-
-def file_digests(path: str | os.PathLike, algorithms: Iterable[str] = ("sha256",)) -> dict[str, str]:
-    """``{algorithm: hex digest}`` of a file, all algorithms computed in one read."""
-    hashers = {a: hashlib.new(a) for a in dict.fromkeys(algorithms)}
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            for h in hashers.values():
-                h.update(block)
-    return {a: h.hexdigest() for a, h in hashers.items()}
 
 
 @dataclass
@@ -143,7 +133,7 @@ def image_files(folder: str | os.PathLike) -> dict[str, Path]:
 def write_folder_digests(source: str, repo: str, commit: str, folder: str | os.PathLike,
                          dest: str | os.PathLike, origin: str) -> DigestList:
     """Hash every image file of ``folder`` (a copy of ``repo`` at ``commit``) and write the list to ``dest``."""
-    files = {rel: file_digests(path)["sha256"] for rel, path in image_files(folder).items()}
+    files = {rel: file_sha256(path) for rel, path in image_files(folder).items()}
     if not files:
         raise CxrcurateError(f"{folder}: no image files to list; give the folder a fetch of {source} filled")
     digests = DigestList(source, repo, commit, origin, files)
@@ -174,7 +164,7 @@ def verify_files(folder: str | os.PathLike, expected: Mapping[str, str]) -> File
         if path is None:
             result.missing.append(rel)
             continue
-        actual = file_digests(path)["sha256"]
+        actual = file_sha256(path)
         if actual == expected[rel]:
             result.verified += 1
         else:

@@ -19,7 +19,8 @@ from ..errors import CxrcurateError, ManualDownloadRequired
 from ..sources import DirectDownload, ManualDownload, Repository, fetch_records, get_source
 from ..sources.base import Dropped, Record
 from .base import read_source_record, update_source_record
-from .digests import digest_list_name, file_digests, load_digest_list, verify_files
+from .digests import digest_list_name, load_digest_list, verify_files
+from .download import file_digests
 
 
 def manual_sources() -> dict[str, ManualDownload]:

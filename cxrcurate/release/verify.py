@@ -8,7 +8,6 @@ flags, which ``cxrcurate bench --split-policy manifest`` trains on. ``load_relea
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,6 @@ from ..errors import CxrcurateError
 
 TABLES = ("open", "nih-cxr14")
 MAX_LISTED = 20
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _table(release: str | os.PathLike, table: str = "open") -> pd.DataFrame:
@@ -98,6 +89,7 @@ def verify_release(release: str | os.PathLike, root: str | os.PathLike) -> Verif
     Raises:
         CxrcurateError: the release or the root is not a folder.
     """
+    from ..fetch.download import file_sha256
     from ..imageio import is_image_name
 
     root = Path(root)
@@ -113,7 +105,7 @@ def verify_release(release: str | os.PathLike, root: str | os.PathLike) -> Verif
         f = root / path
         if not f.is_file():
             report.missing.append(path)
-        elif _sha256(f) != sha:
+        elif file_sha256(f) != sha:
             report.changed.append(path)
     for source in sorted(set(df["source"])):
         folder = root / source
