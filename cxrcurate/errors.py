@@ -50,6 +50,13 @@ class SchemaError(CxrcurateError):
     """A manifest does not match the schema: a column is missing, mistyped or holds an invalid value."""
 
 
+class MissingFileError(SchemaError, FileNotFoundError):
+    """A table or file the caller named does not exist (the message says which command makes it)."""
+
+    def __str__(self) -> str:  # FileNotFoundError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
 class UnsafeManifestPath(SchemaError):
     """A manifest names a file outside its data root (absolute, ``..``, or a link leading out); refused."""
 

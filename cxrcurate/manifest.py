@@ -7,7 +7,6 @@ reader can understand it) without importing cxrcurate.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -15,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from . import tables
 from .errors import CxrcurateError, SchemaError, UnsafeManifestPath, UsageError
 from .labels import LABELS, VIEWS
+from .tables import TableKind, read_arrow, register, table_info, write_table
 
 SCHEMA_VERSION = "1.0"
 META_KEY = b"cxrcurate"
@@ -68,32 +68,16 @@ _CHECKS: dict[str, tuple[str, ...]] = {"label": LABELS, "view": VIEWS, "modality
                                        "split": ("train", "val", "test"), "sex": ("M", "F")}
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _validate_dropped(table: pa.Table, origin: str) -> None:
+    for name in ("source", "reason"):
+        nulls = table.column(name).null_count
+        if nulls:
+            raise SchemaError(f"{origin}: column {name!r} has {nulls} null value(s); every dropped row names its "
+                              "source and reason")
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    if path.is_dir():
-        raise CxrcurateError(f"{path} is a folder; give a .parquet file name to write the table to")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a manifest is a shared file like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _metadata(info: Mapping[str, Any] | None) -> dict[bytes, bytes]:
-    from . import __version__
-
-    payload = {"schema_version": SCHEMA_VERSION, "cxrcurate_version": __version__, **(info or {})}
-    return {META_KEY: json.dumps(payload, sort_keys=True, default=str).encode()}
+MANIFEST_KIND = register(TableKind("manifest", SCHEMA_VERSION, SCHEMA, validate=lambda t, o: validate_table(t, o)))
+DROPPED_KIND = register(TableKind("dropped", "1.0", DROPPED_SCHEMA, validate=_validate_dropped))
 
 
 def to_table(records: Any) -> pa.Table:
@@ -125,11 +109,13 @@ def write_manifest(records: Any, path: str | os.PathLike, info: Mapping[str, Any
     Raises:
         SchemaError: a column is mistyped, a required value is null or a value is outside its vocabulary.
     """
-    table = records if isinstance(records, pa.Table) else to_table(records)
-    validate_table(table, origin="records to write")
-    path = Path(path)
-    _write_atomic(table.replace_schema_metadata(_metadata(info)), path)
-    return path
+    import pandas as pd
+
+    if isinstance(records, pa.Table):
+        records = records.to_pandas()
+    elif not isinstance(records, pd.DataFrame):
+        records = to_table(records).to_pandas()
+    return write_table(records, path, "manifest", {"schema_version": SCHEMA_VERSION, **(info or {})})
 
 
 def write_dropped(rows: Any, path: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:
@@ -137,10 +123,7 @@ def write_dropped(rows: Any, path: str | os.PathLike, info: Mapping[str, Any] | 
     import pandas as pd
 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=DROPPED_SCHEMA.names)
-    table = pa.Table.from_pandas(df[DROPPED_SCHEMA.names], schema=DROPPED_SCHEMA, preserve_index=False)
-    path = Path(path)
-    _write_atomic(table.replace_schema_metadata(_metadata(info)), path)
-    return path
+    return write_table(df, path, "dropped", info)
 
 
 def validate_table(table: pa.Table, origin: str = "manifest") -> None:
@@ -239,62 +222,31 @@ def row_paths(df: Any, root: str | os.PathLike, column: str = "path") -> list[Pa
 
 
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance metadata of a manifest (or dropped table) without reading its rows.
+    """The provenance metadata of a manifest (or any table cxrcurate wrote) without reading its rows.
+
+    Returns ``{}`` for a plain Parquet without cxrcurate metadata.
 
     Raises:
-        SchemaError: the file is not Parquet, or its cxrcurate metadata is missing or not valid JSON.
+        SchemaError: the file is not Parquet, or its cxrcurate metadata is damaged.
     """
-    meta = _parquet(path, pq.read_schema).metadata or {}
-    if META_KEY not in meta:
-        raise SchemaError(f"{path}: no cxrcurate metadata; is this a manifest written by cxrcurate?")
-    try:
-        info = json.loads(meta[META_KEY])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"{path}: its cxrcurate metadata is not valid JSON ({exc}); the file was edited or damaged, "
-                          "rebuild it with `cxrcurate build-manifest`") from exc
-    if not isinstance(info, dict):
-        raise SchemaError(f"{path}: its cxrcurate metadata is not a JSON object; rebuild it")
-    return info
-
-
-def _parquet(path: str | os.PathLike, reader: Any) -> Any:
-    """``reader(path)`` with Arrow's errors for a damaged or foreign file turned into one clear ``SchemaError``."""
-    p = Path(path)
-    if p.is_dir():
-        raise SchemaError(f"{p} is a folder, not a manifest file; pass the manifest.parquet inside it")
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no manifest here; build one with `cxrcurate build-manifest`")
-    try:
-        return reader(p)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise SchemaError(f"{p}: not a readable Parquet file (truncated, damaged or another format: {exc}); "
-                          "rebuild it with `cxrcurate build-manifest` or copy it again") from exc
+    return table_info(path)
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:
-    """Read and validate a manifest as a ``pyarrow.Table``.
+    """Read and validate a manifest as a ``pyarrow.Table`` (columns the schema does not own are kept after it).
+
+    A release table (a manifest plus its declared extra columns) and a plain Parquet/CSV with the manifest's
+    required columns are read too; the latter with a warning that its provenance is unknown.
 
     Raises:
         SchemaError: the file is not a manifest or does not match the schema.
-        FileNotFoundError: no such file.
     """
-    path = Path(path)
-    info = read_info(path)
-    table = _parquet(path, pq.read_table)
-    major = str(info.get("schema_version", "0")).split(".")[0]
-    if major != SCHEMA_VERSION.split(".")[0]:
-        raise SchemaError(f"{path}: schema version {info.get('schema_version')} is not readable by this "
-                          f"cxrcurate (schema {SCHEMA_VERSION}); rebuild it with `cxrcurate build-manifest`")
-    validate_table(table, origin=str(path))
-    return table
+    return read_arrow(path, "manifest")[0]
 
 
 def read_manifest(path: str | os.PathLike):
     """Read and validate a manifest into a pandas DataFrame (``df.attrs['cxrcurate']`` holds its provenance)."""
-    table = read_table(path)
-    df = table.to_pandas()
-    df.attrs["cxrcurate"] = read_info(path)
-    return df
+    return tables.read_table(path, "manifest")
 
 
 def load_frame(manifest: Any):
