@@ -93,7 +93,7 @@ class VerifyReport:
         lines = [head, "OK" if self.ok else "MISMATCH: your files are not the release's"]
         if self.sources_absent:
             lines.append(f"  source folders absent: {', '.join(self.sources_absent)} "
-                         "(fetch them with `cxrcurate fetch --source NAME --out ROOT/NAME`)")
+                         "(fetch them at the release's commits with `cxrcurate fetch --release RELEASE --out ROOT`)")
         for kind in ("missing", "changed", "extra"):
             items = getattr(self, kind)
             lines += [f"  {kind}: {p}" for p in items[:MAX_LISTED]]
