@@ -36,3 +36,11 @@ def test_stats_before_dedup_and_split_counts_rows_and_linked_units(sample_build,
     total = next(r for r in doc["summary"] if r["label"] == "(all)")
     assert total["all_kept"] == total["rows"] == 30
     assert total["all_units"] <= 30  # patients and identical files link rows into units
+
+
+def test_stats_reads_the_metadata_only_release_table(capsys):
+    nih = RELEASE.parent / "nih-cxr14.parquet"  # no dup_group column, no unit column: units by patient
+    assert main(["stats", str(nih), "--format", "json"]) == 0
+    total = next(r for r in json.loads(capsys.readouterr().out)["summary"] if r["label"] == "(all)")
+    assert total["kept"] == total["rows"] == 112_120
+    assert total["units"] == pd.read_parquet(nih, columns=["patient_id"])["patient_id"].nunique()

@@ -72,7 +72,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     tables = [("summary", "kept images and units per label and split (one copy per picture)",
                split_summary(df, units)),
               ("by_source", "per source and label (images: every row; kept: one per picture)", label_source_table(df))]
-    if df["dup_group"].notna().any():
+    if "dup_group" in df.columns and df["dup_group"].notna().any():
         tables.append(("duplicates", "duplicate groups shared by sources (dedup has run)", duplicates_table(df)))
     if any(c.startswith("flag_") for c in df.columns):
         from ..release.card import flags_by_source
