@@ -241,7 +241,13 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
         description="cxrcurate manifest; provenance (JSON): " + json.dumps(provenance, sort_keys=True, default=str),
         license="; ".join(sorted({str(x) for x in df["license"].dropna()})) or None)
     whole = datasets.Dataset.from_pandas(df, info=info, preserve_index=False)
-    whole = whole.cast_column("label", datasets.ClassLabel(names=names)).cast_column("image", datasets.Image())
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a cast of a few thousand rows in memory: no bar worth showing
+    try:
+        whole = whole.cast_column("label", datasets.ClassLabel(names=names)).cast_column("image", datasets.Image())
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
 
     def part(rows: Any) -> Any:
         return whole.select(np.flatnonzero(rows.to_numpy()))

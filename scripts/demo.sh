@@ -10,8 +10,8 @@ if [ "${DEMO_SKIP_SETUP:-0}" = "1" ]; then
   cx=(cxrcurate)
   py=python
 else
-  echo "setting up .venv (cxrcurate with the hf and bench extras, tested versions of scripts/constraints.txt) ..."
-  ./scripts/setup.sh "hf,bench" >/dev/null
+  echo "setting up .venv (cxrcurate with the bench extra, at the tested versions of scripts/constraints.txt) ..."
+  ./scripts/setup.sh "bench" >/dev/null
   cx=(.venv/bin/cxrcurate)
   py=.venv/bin/python
 fi
