@@ -211,7 +211,7 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
     Raises:
         UnknownSourceError, SourceError, ParseError: a source name, folder or metadata file is wrong.
         UsageError: ``out`` is a file, or a source folder is not inside ``data_root``.
-        CxrcurateError: ``out`` cannot be written (checked before anything is read).
+        CxrcurateError: ``out`` cannot be written (checked before any file is decoded).
     """
     started = time.time()
     views = tuple(views)
@@ -220,7 +220,6 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         raise CxrcurateError(f"unknown view(s) {bad}; choose from {list(VIEWS)}")
     if not sources:
         raise CxrcurateError("no sources given; use --source NAME=PATH (see `cxrcurate sources`)")
-    out = check_output_folder(out)
     loaded = [(get_source(n).name, get_source(n)(p)) for n, p in sources]
     names = [n for n, _ in loaded]
     if len(set(names)) != len(names):
@@ -231,6 +230,7 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         if r != root and root not in r.parents:
             raise UsageError(f"--source {name}={r} is not inside --data-root {root}; manifest paths must stay inside "
                              "the data root: pass a data root that holds every source folder")
+    out = check_output_folder(out)  # after the sources' layouts are checked: a refused source creates no folder
     rows: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     source_info: dict[str, Any] = {}

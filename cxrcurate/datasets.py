@@ -18,12 +18,17 @@ from .errors import CxrcurateError
 from .manifest import load_frame, resolve_data_root, row_paths, select_rows
 
 DEFAULT_CLASSES = ("normal", "covid19", "pneumonia")
+DEFAULT_SIZE = 224  # side of a plain (not preprocessed) item, so a default DataLoader can batch them
 
 
 class ManifestDataset:
     """Manifest rows as float tensors ``(C, H, W)``: ``(image, target, image_id)`` per item.
 
-    Without ``preprocess`` an item is the decoded 8-bit grayscale image ``(1, H, W)`` in ``[0, 1]``. With a
+    The defaults are the honest ones: one copy per picture (``keep_only=True``: the extra copies dedup found are
+    left out) and items of one size, so ``torch.utils.data.DataLoader(ds, batch_size=16)`` batches them.
+
+    Without ``preprocess`` an item is the decoded 8-bit grayscale image in ``[0, 1]``, resized to
+    ``(1, size, size)`` (aspect ratio not kept; ``size=None`` keeps each image's own ``(1, H, W)``). With a
     ``PreprocessConfig`` it is the rendered model input ``(C, size, size)`` (lung crop, histogram match,
     original/CLAHE/BEASF channels, as ``cxrcurate show`` draws it), read from the tensor cache when ``cache``
     holds an entry for the row's pixels (``cxrcurate preprocess``) and rendered on the fly otherwise. Then, in
@@ -36,7 +41,9 @@ class ManifestDataset:
             row is served from the cache with ``require_cache``).
         classes: labels to keep, in class-index order (the target is the index of the row's label).
         split: keep only this split (``train``/``val``/``test``).
-        keep_only: keep only ``keep == True`` rows (one per duplicate group) when dedup has run.
+        keep_only: keep only ``keep == True`` rows, one per duplicate group (default); False serves every copy.
+        size: side of a plain decoded item (default 224; None: native size, which a DataLoader cannot stack);
+            ignored with ``preprocess``, whose ``size`` rules.
         preprocess: the ``PreprocessConfig`` of the model input, or None for the plain decoded image.
         cache: a tensor cache folder (``build_cache``) for ``preprocess``.
         require_cache: raise when a row has no cache entry instead of rendering it.
@@ -50,8 +57,9 @@ class ManifestDataset:
     """
 
     def __init__(self, manifest: Any, data_root: str | os.PathLike | None = None,
-                 classes: Sequence[str] = DEFAULT_CLASSES, split: str | None = None, keep_only: bool = False, *,
-                 preprocess: Any = None, cache: str | os.PathLike | None = None, require_cache: bool = False,
+                 classes: Sequence[str] = DEFAULT_CLASSES, split: str | None = None, keep_only: bool = True, *,
+                 size: int | None = DEFAULT_SIZE, preprocess: Any = None, cache: str | os.PathLike | None = None,
+                 require_cache: bool = False,
                  mmap: bool = False, augment: Callable | None = None,
                  normalize: tuple[Sequence[float], Sequence[float]] | None = None,
                  transform: Callable | None = None) -> None:
@@ -65,20 +73,25 @@ class ManifestDataset:
             root = None
         targets = np.array([list(classes).index(lab) for lab in rows["label"]], dtype=int)
         where = manifest if isinstance(manifest, str | os.PathLike) else "MANIFEST"
+        if size is not None and size < 1:
+            raise CxrcurateError(f"size={size}: give a positive side in pixels, or None for each image's own size")
         self._setup(rows, root, classes, targets, preprocess, cache, require_cache, mmap, augment, normalize,
                     transform, where)
+        self.size = size
 
     @classmethod
     def from_rows(cls, rows: Any, root: str | os.PathLike | None, classes: Sequence[str],
                   targets: Sequence[int] | None = None, **options: Any) -> ManifestDataset:
         """A dataset over rows already selected (the bench's task rows), targets from ``targets`` or the rows'
-        ``target`` column; ``options`` are the constructor's keyword options."""
+        ``target`` column; ``options`` are the constructor's keyword options (``size`` defaults to None here: the
+        bench passes ``preprocess``)."""
         self = cls.__new__(cls)
         t = np.asarray(rows["target"] if targets is None else targets, dtype=int)
         self._setup(rows, Path(root) if root is not None else None, classes, t, options.pop("preprocess", None),
                     options.pop("cache", None), options.pop("require_cache", False), options.pop("mmap", False),
                     options.pop("augment", None), options.pop("normalize", None), options.pop("transform", None),
                     "MANIFEST")
+        self.size = options.pop("size", None)
         if options:
             raise TypeError(f"unknown option(s) {sorted(options)}")
         return self
@@ -146,6 +159,10 @@ class ManifestDataset:
 
         pixels = decode_image(self.paths[index]).pixels
         if self.preprocess is None:
+            if self.size is not None:
+                from .preprocess.enhance import resize
+
+                pixels = resize(pixels, (self.size, self.size))
             return pixels[None]
         if self._pre is None:
             from .preprocess.pipeline import Preprocessor
@@ -170,45 +187,81 @@ class ManifestDataset:
 
     @staticmethod
     def collate(batch: list[tuple[Any, int, str]]) -> tuple[Any, Any, list[str]]:
-        """``DataLoader`` collate: stacked images (same size: give ``preprocess`` or a resizing ``transform``),
-        target tensor, image ids."""
+        """``DataLoader`` collate: stacked images (of one size, as the default ``size`` or ``preprocess`` gives),
+        target tensor, image ids (the default collate gives the same, ids as a list)."""
         import torch
 
         images, targets, ids = zip(*batch, strict=True)
         return torch.stack(images), torch.tensor(targets), list(ids)
 
 
-def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, keep_only: bool = False,
-                  classes: Sequence[str] | None = None, split: str | None = None):
-    """A ``datasets.Dataset`` with every manifest column plus ``image`` (``datasets.Image``, decoded lazily).
+def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, keep_only: bool = True,
+                  classes: Sequence[str] | None = None, split: str | None = None) -> Any:
+    """The manifest as a Hugging Face ``datasets.DatasetDict`` by the manifest's split, images decoded lazily.
+
+    Every manifest column plus ``image`` (``datasets.Image``); ``label`` is a ``ClassLabel`` (names: ``classes``,
+    else the whole label vocabulary, so ids are the same for every manifest). The keys are the manifest's splits
+    (``train``/``val``/``test``); a manifest without a split gives one key, ``all``, and a warning: HF's
+    ``train_test_split`` draws images, not patients, and puts one patient's images and copies of one picture on
+    both sides (run ``cxrcurate split`` first). Each dataset's ``info.description`` holds the manifest's provenance
+    (its ``cxrcurate`` metadata, JSON); ``info.license`` the licenses of its rows. The rows are those
+    ``ManifestDataset`` serves (``manifest.select_rows``).
 
     Args:
         manifest: a manifest path or DataFrame (from ``read_manifest``).
         data_root: folder the manifest's paths are relative to (default: recorded in the manifest).
-        keep_only: keep only rows with ``keep == True`` (one per duplicate group) when dedup has run.
-        classes: keep only rows with these labels (default: every row), as ``ManifestDataset``.
-        split: keep only this split.
+        keep_only: keep only ``keep == True`` rows, one per duplicate group (default); False exports every copy.
+        classes: keep only rows with these labels, in ``ClassLabel`` order (default: every row).
+        split: one split only: returns that ``datasets.Dataset`` instead of a ``DatasetDict``.
 
     Raises:
         CxrcurateError: the data root is unknown or missing, an image file is missing, or no row is selected.
     """
+    import json
+    import warnings
+
     import datasets
 
-    df = load_frame(manifest)
-    root = resolve_data_root(df, data_root)
-    if classes is not None:
-        df = select_rows(df, classes, split, keep_only)
-    else:
-        if split is not None:
-            df = df[df["split"] == split]
-        if keep_only:
-            df = df[df["keep"].fillna(True).astype(bool)]
+    from .labels import LABELS
+
+    frame = load_frame(manifest)
+    root = resolve_data_root(frame, data_root)
+    df = select_rows(frame, classes, split, keep_only)
     paths = [str(p) for p in row_paths(df, root)]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise CxrcurateError(f"{len(missing)} image file(s) missing under {root}, e.g. {missing[0]}")
+    names = list(classes) if classes is not None else list(LABELS)
     df = df.reset_index(drop=True).copy()
     df["phash"] = df["phash"].astype("uint64")
-    ds = datasets.Dataset.from_pandas(df, preserve_index=False)
-    ds = ds.add_column("image", paths)
-    return ds.cast_column("image", datasets.Image())
+    df["image"] = paths
+    df["label"] = df["label"].map({name: i for i, name in enumerate(names)}).astype("int64")
+    provenance = frame.attrs.get("cxrcurate", {})
+    info = datasets.DatasetInfo(
+        description="cxrcurate manifest; provenance (JSON): " + json.dumps(provenance, sort_keys=True, default=str),
+        license="; ".join(sorted({str(x) for x in df["license"].dropna()})) or None)
+    whole = datasets.Dataset.from_pandas(df, info=info, preserve_index=False)
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a cast of a few thousand rows in memory: no bar worth showing
+    try:
+        whole = whole.cast_column("label", datasets.ClassLabel(names=names)).cast_column("image", datasets.Image())
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+
+    def part(rows: Any) -> Any:
+        return whole.select(np.flatnonzero(rows.to_numpy()))
+
+    if split is not None:
+        return whole
+    sides = [s for s in ("train", "val", "test") if (df["split"] == s).any()] if "split" in df else []
+    if not sides:
+        warnings.warn("this manifest has no split: the DatasetDict has one key, 'all'. Do not split it with HF's "
+                      "train_test_split, which draws images, not patients: one patient's images and copies of one "
+                      "picture land on both sides. Run `cxrcurate split MANIFEST` first.", UserWarning, stacklevel=2)
+        return datasets.DatasetDict({"all": whole})
+    unsplit = int(df["split"].isna().sum())
+    if unsplit:
+        warnings.warn(f"{unsplit} selected row(s) have no split and are left out of the DatasetDict",
+                      UserWarning, stacklevel=2)
+    return datasets.DatasetDict({s: part(df["split"] == s) for s in sides})

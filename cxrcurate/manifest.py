@@ -311,20 +311,35 @@ def check_output_file(file: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
-def select_rows(df: Any, classes: Sequence[str], split: str | None = None, keep_only: bool = False) -> Any:
-    """The rows of a manifest DataFrame with a label in ``classes`` (and the split, and kept copies only, if asked).
+def select_rows(df: Any, classes: Sequence[str] | None = None, split: str | None = None,
+                keep_only: bool = True) -> Any:
+    """The rows of a manifest DataFrame that a dataset serves: one copy per picture, the labels and split asked for.
+
+    The one row selection of ``ManifestDataset`` and ``to_hf_dataset``, so both serve the same rows.
+
+    Args:
+        df: a manifest DataFrame.
+        classes: labels to keep (default: every label).
+        split: keep only this split (``train``/``val``/``test``).
+        keep_only: keep only ``keep == True`` rows, one per duplicate group (the default: the honest count);
+            rows whose ``keep`` is null (dedup has not run) are kept. False serves every copy.
 
     Raises:
-        CxrcurateError: an unknown class, or no row is left.
+        CxrcurateError: an unknown class or split, or no row is left.
     """
-    bad = [c for c in classes if c not in LABELS]
-    if bad:
-        raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
-    df = df[df["label"].isin(classes)]
+    if classes is not None:
+        bad = [c for c in classes if c not in LABELS]
+        if bad:
+            raise CxrcurateError(f"unknown class(es) {bad}; labels are {list(LABELS)}")
+        df = df[df["label"].isin(classes)]
     if split is not None:
+        if split not in ("train", "val", "test"):
+            raise CxrcurateError(f"unknown split {split!r}; choose train, val or test")
         df = df[df["split"] == split]
     if keep_only:
         df = df[df["keep"].fillna(True).astype(bool)]
     if df.empty:
-        raise CxrcurateError(f"no rows with labels {list(classes)}" + (f" in split {split!r}" if split else ""))
+        what = f"labels {list(classes)}" if classes is not None else "any label"
+        raise CxrcurateError(f"no rows with {what}" + (f" in split {split!r}" if split else "")
+                             + (" among the kept copies (keep_only=True)" if keep_only else ""))
     return df

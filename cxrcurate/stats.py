@@ -1,28 +1,110 @@
-"""``cxrcurate stats``: label x source counts, patients, pediatric share and age median of a manifest."""
+"""``cxrcurate stats``: first the answer to "how many unique images per label and split?" (kept copies and units),
+then label x source counts, patients, pediatric share and age median; every column explained in ``LEGEND``."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import textwrap
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by the functions: `cxrcurate stats --help` prints LEGEND without it
+    import pandas as pd
 
 from .labels import LABELS
+
+# What every column of every `cxrcurate stats` table means (printed under the tables and in `stats --help`).
+LEGEND: dict[str, str] = {
+    "kept": "images counted once per picture: rows with keep=True (dedup's choice of one copy per duplicate group; "
+            "label-conflicting groups keep none); before dedup every row counts",
+    "units": "distinct units among the kept images: a unit is what a split keeps on one side (a patient, with "
+             "aliases, and every picture linked to it by a duplicate group or identical pixels/file)",
+    "rows": "every row of the manifest, extra copies included",
+    "copies_not_kept": "rows with keep=False: extra copies of a picture already counted, or label-conflicting copies",
+    "images": "rows of the manifest for this source and label, extra copies included",
+    "patients": "distinct known patient ids",
+    "patients_unknown": "images whose source gives no patient id (each may be a different patient)",
+    "pediatric": "images of children (age < 18, a pediatric source, or a pediatric file name)",
+    "pediatric_unknown": "images with no age and no other evidence of a child or an adult",
+    "pediatric_share": "pediatric / images whose pediatric status is known",
+    "age_median": "median age in years of the images with an age",
+    "source_a, source_b": "two sources; groups: duplicate groups holding pictures of both; rows_not_kept_a: rows of "
+                          "source_a not kept",
+    "flag_*": "images with that quality flag (never used to drop a row)",
+}
+
+
+def kept_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows counted once per picture: ``keep`` True, or null (dedup has not run)."""
+    import pandas as pd
+
+    if "keep" not in df.columns:
+        return pd.Series(True, index=df.index)
+    return df["keep"].fillna(True).astype(bool)
+
+
+def split_summary(df: pd.DataFrame, units: pd.Series | None = None) -> pd.DataFrame:
+    """Kept images and units per label and split: the first answer ``cxrcurate stats`` gives.
+
+    One row per label present plus ``(all)``; per split side (``train``, ``val``, ``test``, or ``all`` when the
+    manifest has no split) the columns ``<side>_kept`` and ``<side>_units``, then ``kept``, ``units``, ``rows``
+    and ``copies_not_kept`` over the whole manifest (see ``LEGEND``).
+
+    Args:
+        df: a manifest or release table.
+        units: the unit of each row (``splits.split_groups`` on the FULL manifest), aligned with ``df``; default:
+            the table's ``unit`` column (a release), else every kept row is its own unit.
+    """
+    import pandas as pd
+
+    if units is None:
+        units = df["unit"] if "unit" in df.columns else pd.Series(df["image_id"].to_numpy(), index=df.index)
+    kept = kept_mask(df)
+    has_split = "split" in df.columns and df["split"].notna().any()
+    sides = [s for s in ("train", "val", "test") if has_split and (df["split"] == s).any()]
+    if has_split and df["split"].isna().any():
+        sides.append("none")
+    side = df["split"].fillna("none") if has_split else pd.Series("all", index=df.index)
+    rows = []
+    for label in [*[lab for lab in LABELS if (df["label"] == lab).any()], "(all)"]:
+        sel = df["label"] == label if label != "(all)" else pd.Series(True, index=df.index)
+        rec: dict[str, Any] = {"label": label}
+        for s in sides or ["all"]:
+            here = sel & kept & (side == s)
+            rec[f"{s}_kept"], rec[f"{s}_units"] = int(here.sum()), int(units[here].nunique())
+        if sides:
+            rec["kept"], rec["units"] = int((sel & kept).sum()), int(units[sel & kept].nunique())
+        rec["rows"], rec["copies_not_kept"] = int(sel.sum()), int((sel & ~kept).sum())
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def legend(columns: list[str]) -> str:
+    """The ``LEGEND`` lines for ``columns`` (side-prefixed columns explained once), as text."""
+    keys = []
+    for c in columns:
+        key = c.rsplit("_", 1)[1] if c.endswith(("_kept", "_units")) else c
+        key = "flag_*" if key.startswith("flag_") else key
+        key = "source_a, source_b" if key in ("source_a", "source_b", "groups", "rows_not_kept_a") else key
+        if key in LEGEND and key not in keys:
+            keys.append(key)
+    return "\n".join(textwrap.fill(f"{k}: {LEGEND[k]}", width=118, initial_indent="  ", subsequent_indent="    ")
+                     for k in keys)
 
 
 def label_source_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (source, label) plus per-source and overall totals.
 
-    Columns: ``images``, ``patients`` (distinct known patient ids), ``patients_unknown`` (images without a
-    patient id), ``pediatric`` (images of children), ``pediatric_unknown`` (images with unknown age and no other
-    pediatric evidence), ``pediatric_share`` (of images whose status is known), ``age_median``.
+    Columns (see ``LEGEND``): ``images`` (every row), ``kept`` (one per picture), ``patients``,
+    ``patients_unknown``, ``pediatric``, ``pediatric_unknown``, ``pediatric_share``, ``age_median``.
     """
+    import pandas as pd
+
     def summarize(g: pd.DataFrame) -> dict[str, Any]:
         ped = g["pediatric"]
         known = ped.notna().sum()
         n_ped = int((ped == True).sum())  # noqa: E712 - nullable booleans
         return {
-            "images": len(g), "patients": int(g["patient_id"].nunique()),
+            "images": len(g), "kept": int(kept_mask(g).sum()), "patients": int(g["patient_id"].nunique()),
             "patients_unknown": int(g["patient_id"].isna().sum()), "pediatric": n_ped,
             "pediatric_unknown": int(len(g) - known),
             "pediatric_share": round(n_ped / known, 3) if known else None,

@@ -94,6 +94,10 @@ def test_cli_bench_compare_and_models(toy_manifest, tmp_path, capsys):
     assert main(["bench", "--compare", str(tmp_path / "a"), str(tmp_path / "leaky")]) == 0
     out = capsys.readouterr().out
     assert "per-image (LEAKY)" in out and "0.987" in out  # the paper's base-CNN accuracy alongside
+    assert main(["bench", "--compare", str(tmp_path / "a"), str(tmp_path / "leaky"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in rows] == ["a", "leaky"] and rows[1]["split"] == "per-image (LEAKY)"
+    assert 0.0 <= rows[0]["aggregate"]["roc_auc"]["mean"] <= 1.0 and len(rows[0]["ci95"]) == 1
     assert main(["models"]) == 0
     assert "cxnet-hier" in capsys.readouterr().out
     assert main(["bench", "--model", "cxnett", "--manifest", str(toy_manifest)]) == 2

@@ -27,3 +27,24 @@ def test_data_errors_exit_1_with_one_line_naming_the_folder(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(SourceError):
         main(["--debug", "build-manifest", "--source", f"cohen={tmp_path / 'nope'}", "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("argv", [
+    ["build-manifest", "--source", "nope=SRC", "--out", "OUT/nested/o"],          # unknown source: usage error
+    ["build-manifest", "--source", "cohen=SRC", "--out", "OUT/nested/o"],         # not cohen's layout: data error
+    ["split", "MISSING.parquet", "--out", "OUT/nested/split.parquet"],            # no such manifest
+])
+def test_a_refused_command_leaves_no_empty_output_folder(tmp_path, capsys, argv):
+    (tmp_path / "src").mkdir()
+    argv = [a.replace("SRC", str(tmp_path / "src")).replace("OUT", str(tmp_path / "out"))
+            .replace("MISSING", str(tmp_path / "missing")) for a in argv]
+    assert main(argv) in (1, 2)
+    assert "error: " in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # neither --out nor the parents it would have created
+
+
+def test_a_failed_command_keeps_what_was_already_there(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["build-manifest", "--source", f"cohen={tmp_path}", "--out", str(out)]) == 1
+    assert out.is_dir()  # existed before: not ours to remove

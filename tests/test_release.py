@@ -25,7 +25,7 @@ from cxrcurate.splits import leakage_report, split_groups
 
 RELEASE = Path(__file__).resolve().parents[1] / "manifests" / "v1"
 FILES = ("open.parquet", "open.pairs.parquet", "open.conflicts.parquet", "open.dropped.parquet",
-         "nih-cxr14.parquet", "release.json", "README.md")
+         "nih-cxr14.parquet", "release.json", "README.md", "croissant.json")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CxrcurateError
-from ..models import IMAGENET_MEAN, IMAGENET_STD, LADDER, ModelSpec, get_spec
+from ..models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, get_spec
 from .data import LEAKY, TaskData, prepare
 from .metrics import aggregate, score
 from .train import TrainConfig
@@ -327,6 +327,18 @@ def compare_table(runs: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def compare_records(runs: list[Path]) -> list[dict[str, Any]]:
+    """The comparison for scripts (``bench --compare --format json``): per run the table's row (formatted cells)
+    plus the numbers behind it: ``aggregate`` (mean/std/range over seeds) and ``ci95`` per seed, from metrics.json."""
+    records = compare_table(runs).to_dict("records")
+    for record, run in zip(records, runs, strict=True):
+        m = json.loads((Path(run) / "metrics.json").read_text())
+        record.update(path=str(run), aggregate=m["aggregate"],
+                      ci95=[{"seed": r.get("seed"), **r.get("ci95", {})} for r in m["runs"]],
+                      at_chance_seeds=[r.get("seed") for r in m["runs"] if _at_chance(r)])
+    return records
+
+
 def summary_markdown(runs: list[Path]) -> str:
     """The comparison as a Markdown table with the caveats that belong to it."""
     table = compare_table(runs)
@@ -344,11 +356,3 @@ def summary_markdown(runs: list[Path]) -> str:
                      "left chance during training: the model did not learn the task; its figures say nothing about "
                      "the data.")
     return "\n".join(lines + notes) + "\n"
-
-
-def models_table() -> pd.DataFrame:
-    """The ladder with the paper's figures (for ``cxrcurate models``)."""
-    return pd.DataFrame([{"name": s.name, "classes": "/".join(s.classes), "input": f"{s.input_size}px {s.channels}"
-                          + (" lungs" if s.lungs else ""), "init": s.init,
-                          "paper acc": s.paper.get("accuracy", "-"), "paper COVID F1": s.paper.get("covid_f1", "-"),
-                          "what": s.description} for s in LADDER.values()])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .. import __version__
 from ..errors import CxrcurateError, UsageError
@@ -48,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    fresh = _missing_output_folders(args)
+    code = EXIT_DATA
     try:
-        return args.func(args)
+        code = args.func(args)
+        return code
     except UsageError as exc:
         if args.debug:
             raise
@@ -83,6 +87,42 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"unexpected {type(exc).__name__}: {exc}. Run again with --debug for the traceback and report it "
                "at the project's issue tracker")
         return EXIT_DATA
+    finally:
+        if code != 0:
+            _remove_if_empty(fresh)
+
+
+# The options naming what a command writes (a folder, or a file whose folder may be created for it).
+OUTPUT_OPTIONS = ("out", "output")
+
+
+def _missing_output_folders(args: argparse.Namespace) -> list[Path]:
+    """The output paths (and their parents) that do not exist yet, deepest first.
+
+    A command that is refused or fails after creating its ``--out`` must not leave an empty folder behind (a user
+    would take it for a result); ``_remove_if_empty`` removes exactly these, and only while they are empty.
+    """
+    fresh: list[Path] = []
+    for name in OUTPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str | Path) or not str(value):
+            continue
+        path = Path(value).absolute()
+        for p in (path, *path.parents):
+            if p.exists() or p.is_symlink():
+                break
+            fresh.append(p)
+    return fresh
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders of ``folders`` (deepest first) that exist and are empty; anything written stays."""
+    for p in folders:
+        try:
+            if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+                p.rmdir()
+        except OSError:
+            pass
 
 
 def _error(message: str, prefix: str = "error: ") -> None:

@@ -109,9 +109,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     au.add_argument("--layer", help="Grad-CAM layer (module name; default: the last convolutional block)")
     au.add_argument("--no-probe", action="store_true", help="skip the source probe")
     au.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out (it retrains a model per source)")
-    au.add_argument("--batch-size", type=int, default=16)
+    au.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     au.add_argument("--workers", type=int, default=0, help="image decoding processes for the source probe")
-    au.add_argument("--format", choices=["text", "json"], default="text")
+    au.add_argument("--format", choices=["text", "json"], default="text",
+                    help="text verdicts (default) or the audit as JSON")
     au.set_defaults(func=cmd_audit)
 
     rp = subparsers.add_parser("report", help="one self-contained HTML page about a bench run")

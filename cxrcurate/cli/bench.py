@@ -9,19 +9,24 @@ from ..errors import UsageError
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..bench.run import models_table
+    from ..models import models_text  # the specs are plain data: no torch import, an instant answer
 
-    print(models_table().to_string(index=False))
+    print(models_text())
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench.run import BenchOptions, compare_table, run_bench, summary_markdown
+    from ..bench.run import BenchOptions, compare_records, compare_table, run_bench, summary_markdown
     from ..bench.train import TrainConfig
 
     if args.compare:
-        print(summary_markdown(args.compare) if args.format == "markdown" else compare_table(args.compare).to_string(
-            index=False))
+        if args.format == "json":
+            import json
+
+            print(json.dumps(compare_records(args.compare), indent=2, default=str))
+        else:
+            print(summary_markdown(args.compare) if args.format == "markdown" else compare_table(args.compare)
+                  .to_string(index=False))
         return 0
     if not args.model:
         raise UsageError("give --model NAME (see `cxrcurate models`) or --compare RUN...")
@@ -84,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--manifest", type=Path, help="manifest to use (default with --quick: the shipped sample)")
     be.add_argument("--out", type=Path, default=Path("runs/latest"), help="run folder (default runs/latest)")
     be.add_argument("--compare", type=Path, nargs="+", metavar="RUN", help="print these runs side by side")
-    be.add_argument("--format", choices=["text", "markdown"], default="markdown")
+    be.add_argument("--format", choices=["text", "markdown", "json"], default="markdown",
+                    help="how --compare prints the runs: markdown summary (default), a text table, or JSON rows")
     be.add_argument("--quick", action="store_true", help="small, fast CPU run to see the whole path work")
     be.add_argument("--init", choices=["random", "imagenet", "chexnet"], help="initialisation (default: the model's)")
     be.add_argument("--weights", help="checkpoint for --init imagenet/chexnet")
@@ -92,14 +98,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--split-policy", choices=["group", "manifest", "per-image"], default="group",
                     help="group: patient/duplicate-aware (default); per-image: the paper's LEAKY protocol")
     be.add_argument("--negatives", help="labels of the non-COVID class for binary models (default: normal)")
-    be.add_argument("--test", type=float, default=0.2)
-    be.add_argument("--val", type=float, default=0.1)
-    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--test", type=float, default=0.2,
+                    help="fraction of units (patients, linked pictures) held out for test (default 0.2)")
+    be.add_argument("--val", type=float, default=0.1,
+                    help="fraction of units held out for validation, early stopping and the LR (default 0.1)")
+    be.add_argument("--seed", type=int, default=0,
+                    help="seed of the split and the training (default 0; --runs N uses seed..seed+N-1)")
     be.add_argument("--runs", type=int, default=1, help="repeat with seeds seed..seed+runs-1; report mean/std/range")
     be.add_argument("--size", type=int, help="input side (default: the model's)")
     be.add_argument("--max-images", type=int, help="cap the task's images (stratified sample)")
-    be.add_argument("--epochs", type=int, default=30)
-    be.add_argument("--batch-size", type=int, default=16)
+    be.add_argument("--epochs", type=int, default=30, help="most passes over the training images (default 30; "
+                    "early stopping may end sooner)")
+    be.add_argument("--batch-size", type=int, default=16, help="images per training step (default 16)")
     be.add_argument("--lr", default="1e-4", help="learning rate, or auto (LR range test: a decade below the loss "
                     "minimum, within [1e-5, 1e-2])")
     be.add_argument("--warmup-steps", type=int, help="linear warm-up steps from lr/10 (default: 10%% of an epoch, "
@@ -116,22 +126,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--data-root", help="folder the manifest paths are relative to (default: recorded)")
     be.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     be.add_argument("--cache", help="tensor cache folder filled by `cxrcurate preprocess` (read instead of decoding)")
-    be.add_argument("-q", "--quiet", action="store_true")
+    be.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     be.set_defaults(func=cmd_bench)
 
     pc = subparsers.add_parser("pretrain-chexnet",
                                help="train CheXNet (DenseNet-121, 14 findings) on a ChestX-ray14 manifest")
     pc.add_argument("--manifest", type=Path, required=True, help="a manifest holding nih-cxr14 rows")
-    pc.add_argument("--out", type=Path, default=Path("runs/chexnet"))
-    pc.add_argument("--size", type=int, default=224)
-    pc.add_argument("--epochs", type=int, default=10)
-    pc.add_argument("--batch-size", type=int, default=16)
-    pc.add_argument("--lr", default="1e-3")
-    pc.add_argument("--patience", type=int, default=2)
-    pc.add_argument("--max-minutes", type=float)
+    pc.add_argument("--out", type=Path, default=Path("runs/chexnet"),
+                    help="folder for chexnet.safetensors and chexnet.json (default runs/chexnet)")
+    pc.add_argument("--size", type=int, default=224, help="input side (default 224, as CheXNet)")
+    pc.add_argument("--epochs", type=int, default=10, help="most passes over the training images (default 10)")
+    pc.add_argument("--batch-size", type=int, default=16, help="images per training step (default 16)")
+    pc.add_argument("--lr", default="1e-3", help="Adam learning rate (default 1e-3, as CheXNet)")
+    pc.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs (default 2)")
+    pc.add_argument("--max-minutes", type=float, help="stop training after this long (default: no limit)")
     pc.add_argument("--max-images", type=int, help="train on a random subset (for a smoke test)")
-    pc.add_argument("--workers", type=int, default=2)
-    pc.add_argument("--seed", type=int, default=0)
-    pc.add_argument("--data-root")
-    pc.add_argument("-q", "--quiet", action="store_true")
+    pc.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    pc.add_argument("--seed", type=int, default=0, help="seed of the patient split and the training (default 0)")
+    pc.add_argument("--data-root", help="folder the manifest paths are relative to (default: recorded)")
+    pc.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     pc.set_defaults(func=cmd_pretrain_chexnet)

@@ -59,21 +59,40 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from ..dedup import read_pairs
     from ..manifest import read_manifest
     from ..release.verify import read_any
-    from ..stats import duplicates_table, label_source_table, render
+    from ..splits import split_groups
+    from ..stats import LEGEND, duplicates_table, label_source_table, legend, render, split_summary
 
     df = read_any(args.manifest, read_manifest)
-    print(render(label_source_table(df), args.format))
-    if df["dup_group"].notna().any():
-        print("\nduplicate groups shared by sources (dedup has run):" if args.format != "json" else "")
-        print(render(duplicates_table(df), args.format))
+    units = None if "unit" in df.columns else split_groups(df, read_pairs(args.manifest))
+    tables = [("summary", "kept images and units per label and split (one copy per picture)",
+               split_summary(df, units)),
+              ("by_source", "per source and label (images: every row; kept: one per picture)", label_source_table(df))]
+    if "dup_group" in df.columns and df["dup_group"].notna().any():
+        tables.append(("duplicates", "duplicate groups shared by sources (dedup has run)", duplicates_table(df)))
     if any(c.startswith("flag_") for c in df.columns):
         from ..release.card import flags_by_source
 
-        print("\nquality flags per source and label (never used to drop a row):" if args.format != "json" else "")
-        print(render(flags_by_source(df), args.format))
+        tables.append(("flags", "quality flags per source and label (never used to drop a row)", flags_by_source(df)))
+    if args.format == "json":
+        doc = {key: json.loads(render(table, "json")) for key, _, table in tables}
+        print(json.dumps({"manifest": str(args.manifest), **doc, "legend": LEGEND}, indent=2))
+        return 0
+    for i, (_, title, table) in enumerate(tables):
+        head = f"## {title}\n" if args.format == "markdown" else f"{title}:\n"
+        print(("\n" if i else "") + head + render(table, args.format))
+        print(("\n" if args.format == "markdown" else "") + legend(list(table.columns)))
     return 0
+
+
+def _stats_legend() -> str:
+    from ..stats import LEGEND  # pandas is imported here; help for other commands stays light
+
+    return "\n".join(f"  {k}: {v}" for k, v in LEGEND.items())
 
 
 def _check_radius(args: argparse.Namespace) -> None:
@@ -230,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_build)
 
     d = subparsers.add_parser("dedup", help="fill dup_group/keep; write the pairs (with evidence) and conflicts tables")
-    d.add_argument("manifest", type=Path)
+    d.add_argument("manifest", type=Path, help="the manifest to deduplicate (manifest.parquet)")
     d.add_argument("--out", type=Path, help="write the deduplicated manifest here (default: in place)")
     d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
     d.add_argument("--workers", type=int, help="processes (default: all cores)")
@@ -238,13 +257,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_dedup_args(d)
     d.set_defaults(func=cmd_dedup)
 
-    st = subparsers.add_parser("stats", help="label x source table of a manifest")
-    st.add_argument("manifest", type=Path)
-    st.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    st = subparsers.add_parser(
+        "stats", help="kept images and units per label and split, then per-source detail",
+        description="First the answer to 'how many unique images per label and split?': kept images (one copy per "
+                    "picture) and units (what a split keeps together) per label and side; then per source and "
+                    "label; then duplicates shared by sources and quality flags when present. Reads a manifest or "
+                    "a release table (open.parquet).",
+        epilog="columns:\n" + _stats_legend(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    st.add_argument("manifest", type=Path, help="a manifest (manifest.parquet) or a release table (open.parquet)")
+    st.add_argument("--format", choices=["text", "markdown", "json"], default="text",
+                    help="text tables with a legend (default), markdown tables, or one JSON object (tables by name "
+                         "and the legend)")
     st.set_defaults(func=cmd_stats)
 
     sp = subparsers.add_parser("split", help="patient-level train/val/test split that no patient or picture crosses")
-    sp.add_argument("manifest", type=Path)
+    sp.add_argument("manifest", type=Path, help="the FULL manifest to split (every row: links through rows a task "
+                    "drops still bind)")
     sp.add_argument("--test", type=float, default=0.2, help="test fraction (default 0.2; ignored with --by-source)")
     sp.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
@@ -254,7 +282,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_split)
 
     lk = subparsers.add_parser("leakage", help="check a split for patients, copies and near copies on two sides")
-    lk.add_argument("manifest", type=Path)
+    lk.add_argument("manifest", type=Path, help="the FULL manifest holding the split (or the one a --run was made on)")
     lk.add_argument("--split-column", default="split", help="column holding train/val/test (default: split)")
     lk.add_argument("--pairs", type=Path, metavar="PAIRS.parquet",
                     help="dedup's pairs table (default: the one beside MANIFEST, if any); without one near copies "
@@ -263,5 +291,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lk.add_argument("--run", type=Path, metavar="RUN",
                     help="check every seed of a `cxrcurate bench` run folder: its split mapped onto the FULL manifest "
                          "(links through rows the run left out count)")
-    lk.add_argument("--format", choices=["text", "json"], default="text")
+    lk.add_argument("--format", choices=["text", "json"], default="text",
+                    help="text report (default) or JSON (the findings per kind, for scripts)")
     lk.set_defaults(func=cmd_leakage)

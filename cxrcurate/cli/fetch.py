@@ -30,6 +30,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     """Run ``fetch`` (or ``fetch --check``) and print the summary; see the module docstring for exit codes."""
     from ..fetch import check_source, fetch_source
 
+    if args.release is not None:
+        return _fetch_release(args)
+    if args.source is None:
+        from ..errors import UsageError
+
+        raise UsageError("give --source NAME (see `cxrcurate sources`) or --release FOLDER (every repository a "
+                         "release names, e.g. --release manifests/v1)")
     if args.check is not None:
         result = check_source(args.source, args.check)
         print("\n".join(result.lines))
@@ -45,6 +52,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         from ..errors import CxrcurateError
 
         raise CxrcurateError("fetch needs --out DIR (or --check PATH to verify a manual download)")
+    config = _http_config(args)
+    report = fetch_source(args.source, args.out, limit=args.limit, since=args.since, dry_run=args.dry_run,
+                          base_url=args.base_url, config=config, progress=not args.quiet, method=args.method,
+                          commit=args.commit, accept_terms=tuple(n.strip().lower() for n in args.accept_terms or ()))
+    print(report.summary())
+    print(f"request log: {Path(args.out) / 'fetch-log.jsonl'}")
+    return 0 if report.ok else 1
+
+
+def _http_config(args: argparse.Namespace):
+    """The polite client's settings from ``--refresh`` and ``--delay`` (below 1 s only for a local copy)."""
     from ..fetch.http import HttpConfig
 
     config = HttpConfig(refresh=args.refresh)
@@ -58,12 +76,27 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             raise CxrcurateError("--delay below 1 second is only for a local copy of a site (--base-url on "
                                  "127.0.0.1); public sites get at least 1 s")
         config.delay = max(args.delay, 0.0)
-    report = fetch_source(args.source, args.out, limit=args.limit, since=args.since, dry_run=args.dry_run,
-                          base_url=args.base_url, config=config, progress=not args.quiet, method=args.method,
-                          commit=args.commit, accept_terms=tuple(n.strip().lower() for n in args.accept_terms or ()))
-    print(report.summary())
-    print(f"request log: {Path(args.out) / 'fetch-log.jsonl'}")
-    return 0 if report.ok else 1
+    return config
+
+
+def _fetch_release(args: argparse.Namespace) -> int:
+    """``fetch --release FOLDER --out ROOT``: every repository the release names, at its commits, then verify."""
+    from ..errors import UsageError
+    from ..release.fetch import fetch_release
+
+    if args.out is None:
+        raise UsageError("fetch --release needs --out ROOT, the data root to fill (one folder per source)")
+    for flag in ("check", "write_digests", "limit", "since", "commit"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} does not apply with --release: the release names each "
+                             "repository and commit")
+    result = fetch_release(args.release, args.out, sources=[args.source] if args.source else None,
+                           base_url=args.base_url, method=args.method, config=_http_config(args),
+                           progress=not args.quiet, dry_run=args.dry_run)
+    print(result.summary())
+    if result.verify is not None and result.verify.ok:
+        print(f"next: cxrcurate materialise --release {args.release} --root {args.out} --out manifest.parquet")
+    return 0 if result.ok else 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,11 +107,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "(robots.txt obeyed, one request at a time per host, a delay between requests, pages cached "
                     "so a re-run replays them); GitHub sources at a recorded commit; sources behind a login "
                     "explain how to get them, and --check verifies the result.")
-    f.add_argument("--source", required=True, metavar="NAME",
-                   help="radiopaedia (needs --accept-terms radiopaedia), sirm, eurorad, cohen, hannover, covid-cxnet, "
-                        "figure1, actualmed, shenzhen, montgomery, nih-cxr14, kermany")
+    f.add_argument("--source", metavar="NAME",
+                   help="the source to fetch (with --release: only this one of the release's sources): radiopaedia "
+                        "(needs --accept-terms radiopaedia), sirm, eurorad, cohen, hannover, covid-cxnet, figure1, "
+                        "actualmed, shenzhen, montgomery, nih-cxr14, kermany")
     f.add_argument("--out", type=Path, metavar="DIR",
-                   help="the source folder to fill (e.g. raw/sirm); with --write-digests, the list file to write")
+                   help="the source folder to fill (e.g. raw/sirm); with --release, the data root to fill (one folder "
+                        "per source); with --write-digests, the list file to write")
+    f.add_argument("--release", type=Path, metavar="FOLDER",
+                   help="fetch every repository a release names (e.g. manifests/v1) at the commit it names into "
+                        "--out ROOT/<source>, then verify the files against the release")
     f.add_argument("--limit", type=_positive, metavar="N", help="stop after N cases (web sites)")
     f.add_argument("--since", type=_date, metavar="DATE", help="only cases published on or after DATE (YYYY-MM-DD)")
     f.add_argument("--dry-run", action="store_true",

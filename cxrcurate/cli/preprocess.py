@@ -103,7 +103,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> None:
     """Add ``preprocess``, ``show`` and ``train-lungs`` to the ``cxrcurate`` subcommands."""
     p = subparsers.add_parser("preprocess", help="crop to the lungs, enhance (CLAHE, BEASF) and cache model inputs")
-    p.add_argument("manifest", type=Path)
+    p.add_argument("manifest", type=Path, help="the manifest whose images are preprocessed")
     p.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
     p.add_argument("--cache", type=Path, help="cache folder (default: preprocessed/ beside the manifest)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
@@ -112,7 +112,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_preprocess)
 
     s = subparsers.add_parser("show", help="write a PNG panel of what the model will see for one image")
-    s.add_argument("manifest", type=Path)
+    s.add_argument("manifest", type=Path, help="the manifest holding the image")
     s.add_argument("image_id", help="the image's image_id, e.g. cohen:images/foo.jpg")
     s.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     s.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
@@ -120,7 +120,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_show)
 
     t = subparsers.add_parser("train-lungs", help="train the lung U-Net on manifest rows that have lung masks")
-    t.add_argument("manifest", type=Path)
+    t.add_argument("manifest", type=Path, help="a manifest with lung masks (mask_paths) on some rows")
     t.add_argument("--out", type=Path, required=True, help="weights file (.safetensors; a .json card goes beside it)")
     t.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
     t.add_argument("--size", type=int, default=160, help="input side, a multiple of 2**depth (default 160)")
@@ -128,10 +128,10 @@ def register(subparsers: Any) -> None:
     t.add_argument("--depth", type=int, default=4, help="down-sampling steps (default 4)")
     t.add_argument("--epochs", type=int, default=60, help="passes over the training images (default 60)")
     t.add_argument("--minutes", type=float, help="stop training after this many minutes (default: no limit)")
-    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--batch-size", type=int, default=16, help="images per training step (default 16)")
     t.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate, cosine decay (default 3e-3)")
     t.add_argument("--test", type=float, default=0.2, help="fraction of patients held out for the Dice (0.2)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the patient split and the training (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_lungs)

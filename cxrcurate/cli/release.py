@@ -19,10 +19,22 @@ def cmd_release_build(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from ..release.diagnose import diagnose
     from ..release.verify import verify_release
 
     report = verify_release(args.release, args.root)
-    print(report.to_text())
+    diagnosis = None if report.ok and not report.missing else diagnose(args.release, args.root, report)
+    if args.format == "json":
+        doc = {"ok": report.ok, **dataclasses.asdict(report),
+               "diagnosis": diagnosis.to_dict() if diagnosis else None}
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(report.to_text())
+        for line in diagnosis.lines() if diagnosis else []:
+            print(line)
     return 0 if report.ok else EXIT_MISMATCH
 
 
@@ -40,6 +52,7 @@ def cmd_materialise(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``release build``, ``verify`` and ``materialise`` to the ``cxrcurate`` subcommands."""
     rel = sub.add_parser("release", help="build a published release (manifests/v<N>)")
     rsub = rel.add_subparsers(dest="release_command", required=True, metavar="SUBCOMMAND")
     b = rsub.add_parser("build", help="build a release from a data root with ORIGINALS.csv (deterministic)")
@@ -53,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("verify", help="check your downloaded sources against a release by sha256 (exit 1 on mismatch)")
     v.add_argument("--release", default="manifests/v1", help="release folder (default manifests/v1)")
     v.add_argument("--root", required=True, help="folder holding one folder per source (ROOT/cohen, ROOT/hannover..)")
+    v.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text report with the likely cause and the way forward (default), or JSON (every path, and "
+                        "the diagnosis: another layout, resized or re-encoded copies)")
     v.set_defaults(func=cmd_verify)
 
     m = sub.add_parser("materialise", help="the release over your files as a full manifest (for bench)")

@@ -54,7 +54,8 @@ def _recorded_commit(out: Path) -> str | None:
 
 
 def fetch_repository(source: str, out: str | Path, client: HttpClient, options: FetchOptions, *,
-                     base_url: str | None = None, method: str = "archive", commit: str | None = None) -> FetchReport:
+                     base_url: str | None = None, method: str = "archive", commit: str | None = None,
+                     repository: str | None = None) -> FetchReport:
     """Bring the repository of ``source`` at its recorded commit (or ``commit``) into ``out``.
 
     Args:
@@ -65,11 +66,17 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
         base_url: codeload host for the archive method, git host for the git method (tests point it elsewhere).
         method: ``archive`` (default) or ``git``.
         commit: another commit than the recorded one.
+        repository: another ``owner/name`` than the recorded one (a fork a release was built from), with ``commit``.
 
     Raises:
         CxrcurateError: an unknown method, or ``git`` asked for but not installed.
     """
     repo = repositories()[source]
+    if repository is not None and repository != repo.repo:
+        if commit is None:
+            raise CxrcurateError(f"fetching {source} from {repository} needs the commit to fetch; the recorded one "
+                                 f"is {repo.repo}'s")
+        repo = Repository(repository, commit, repo.note)
     sha = commit or repo.commit
     out = Path(out)
     report = FetchReport(source, out, dry_run=options.dry_run)

@@ -77,6 +77,27 @@ LADDER: dict[str, ModelSpec] = {s.name: s for s in [
 ]}
 
 
+def models_text(width: int = 118) -> str:
+    """The ladder as ``cxrcurate models`` prints it: one line per rung with the paper's figures, then what each is.
+
+    Plain data, no torch import, so the command answers at once; no line is wider than ``width``.
+    """
+    import textwrap
+
+    head = ("name", "classes", "input", "init", "paper acc", "paper F1")
+    rows = [(s.name, "/".join(s.classes), f"{s.input_size}px {s.channels}" + (" lungs" if s.lungs else ""), s.init,
+             str(s.paper.get("accuracy", "-")), str(s.paper.get("covid_f1", "-"))) for s in LADDER.values()]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join(f"{{:{'<' if i < 4 else '>'}{w}}}" for i, w in enumerate(widths)).format
+    out = [line(*head), *(line(*r) for r in rows), "",
+           "paper acc / paper F1: accuracy and COVID-19 F1 in Haghanifar et al. 2020, Table 6 (their per-image split "
+           "of their own data; not comparable with a patient- and duplicate-aware split)", ""]
+    out = [textwrap.fill(x, width) if len(x) > width else x for x in out]
+    for s in LADDER.values():
+        out.append(textwrap.fill(f"{s.name}: {s.description}", width, subsequent_indent="    "))
+    return "\n".join(out)
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec of a ladder model.
 

@@ -12,7 +12,8 @@ bytes):
   ``open.dropped.parquet`` (every file or row left out, with the reason);
 - ``nih-cxr14.parquet``: ChestX-ray14 metadata only (no files), with labels, patients, pediatric flags and the
   standard split by patient;
-- ``release.json`` (counts, split settings, leakage report, flag precision/recall) and ``README.md`` (the card).
+- ``release.json`` (counts, split settings, leakage report, flag precision/recall), ``README.md`` (the card) and
+  ``croissant.json`` (the Croissant description of the files, ``croissant.py``).
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def build_release(data: str | os.PathLike, out: str | os.PathLike, workers: int 
         CxrcurateError: ORIGINALS.csv or a source is missing, an image has no original, or a split leaks.
     """
     from .card import flag_scores, render_card
+    from .croissant import write_croissant
 
     data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,4 +228,5 @@ def build_release(data: str | os.PathLike, out: str | os.PathLike, workers: int 
         facts["flag_scores"] = flag_scores(parts["open"], pd.read_csv(truth), data)
     (out / "release.json").write_text(json.dumps(facts, indent=1, sort_keys=True, default=str) + "\n")
     (out / "README.md").write_text(render_card(out))
+    write_croissant(out)
     return out

@@ -28,15 +28,20 @@ was computed from. `pixel_sha256` and `phash` need the original pixels and are n
 fills them from your files. `mask_paths` is not carried. Labels, duplicate groups, splits and quality flags were
 computed on copies resized to at most 448 px (byte-identical originals stay byte-identical copies).
 
-**Use.** `path` is relative to a data root holding one folder per source, each the repository at its commit
-(`cxrcurate fetch --source NAME --out ROOT/NAME`). Check your files with `cxrcurate verify --release manifests/v1
---root ROOT` (missing, changed, extra; exit 1 on mismatch), then `cxrcurate materialise --release manifests/v1 --root
-ROOT --out manifest.parquet` for the full manifest `cxrcurate bench --split-policy manifest` trains on, or
-`cxrcurate.load_release("manifests/v1", root=ROOT)` in Python. Plain `pandas.read_parquet`, duckdb and
+**Use.** `path` is relative to a data root holding one folder per source, each the repository at the commit
+below (`cxrcurate fetch --release manifests/v1 --out ROOT` fetches them all so, and checks them). Check your files
+with `cxrcurate verify --release manifests/v1 --root ROOT` (missing, changed, extra, and why; exit 1 on mismatch),
+then `cxrcurate materialise --release manifests/v1 --root ROOT --out manifest.parquet` for the full manifest
+`cxrcurate bench --split-policy manifest` trains on, or `cxrcurate.load_release("manifests/v1", root=ROOT)` in
+Python. Plain `pandas.read_parquet`, duckdb and
 `datasets.load_dataset("parquet", ...)` read every file without cxrcurate.
 
 Columns beyond the manifest's: `unit` (what must stay on one side of a split), `file_bytes`, `mode`, the five
-`flag_*` booleans (never used to drop a row) and `quality` (the measurements they threshold, JSON)."""
+`flag_*` booleans (never used to drop a row) and `quality` (the measurements they threshold, JSON).
+
+**Machine-readable description.** [`croissant.json`](croissant.json) describes these files in Croissant 1.0
+(MLCommons; read by the Hugging Face Hub and dataset search engines): each Parquet file with its sha256, each
+column with its type and meaning. `mlcroissant` loads the records from it."""
 
 LIMITS = """## Known limits
 
@@ -47,9 +52,10 @@ LIMITS = """## Known limits
   synthetically inverted images only.
 - CT slices and figures with a CT panel remain in covid-cxnet (its images are all filed as COVID-19 radiographs);
   the truth set marks 63 such images (`not_radiograph`), and no flag targets them yet.
-- Cohen's images come from the fork `s-mostafa-a/covid-chestxray-dataset` at the commit shown (June 2020 state);
-  `cxrcurate fetch --source cohen` fetches `ieee8023/covid-chestxray-dataset` at another commit, which `verify` will
-  report as changed/missing/extra files: fetch the fork's commit for an exact match.
+- Cohen's images come from the fork `s-mostafa-a/covid-chestxray-dataset` at the commit shown (June 2020 state),
+  which `cxrcurate fetch --release` fetches; `cxrcurate fetch --source cohen` fetches the publisher's
+  `ieee8023/covid-chestxray-dataset` at another commit, which `verify` reports as changed/missing/extra files
+  (docs/sources.md, "The Cohen record").
 - Views: PA, AP, AP supine and unknown are kept (lateral-filed images are in `open.dropped.parquet` as
   `view_excluded`); most web-sourced images state no view.
 - Pediatric status is unknown where the source gives no age (Hannover redacts ages); a null is not "adult".

@@ -27,8 +27,31 @@ def _table(release: str | os.PathLike, table: str = "open") -> pd.DataFrame:
         raise CxrcurateError(f"unknown release table {table!r}; choose from {list(TABLES)}")
     path = folder / f"{table}.parquet"
     if not path.is_file():
-        raise CxrcurateError(f"{path} not found: is {folder} a release folder (e.g. manifests/v1)?")
-    return pd.read_parquet(path)
+        raise CxrcurateError(release_folder_error(folder, path))
+    return with_release_provenance(pd.read_parquet(path), path)
+
+
+def release_folder_error(folder: Path, path: Path) -> str:
+    """Why ``folder`` cannot be read as a release, and where a release is found."""
+    what = "does not exist" if not folder.exists() else ("is a file" if not folder.is_dir() else f"has no {path.name}")
+    return (f"release folder {folder} {what}: a release folder holds open.parquet, nih-cxr14.parquet and "
+            "release.json (the published one is manifests/v1 in a clone of the cxrcurate repository); pass its path")
+
+
+def with_release_provenance(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``df`` with the release's own metadata (the ``cxrcurate_release`` key of ``path``) in ``df.attrs``.
+
+    ``attrs["cxrcurate"]`` holds it as a manifest's provenance is held (release, sources, split, dedup, ...), plus
+    ``release_folder`` and ``table``, so a frame from ``load_release`` still says where it came from.
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    info = json.loads(meta[b"cxrcurate_release"]) if b"cxrcurate_release" in meta else {}
+    df.attrs["cxrcurate"] = {**info, "release_folder": str(path.parent), "file": path.name}
+    return df
 
 
 def read_any(path: str | os.PathLike, read_manifest: Any) -> pd.DataFrame:
@@ -70,7 +93,7 @@ class VerifyReport:
         lines = [head, "OK" if self.ok else "MISMATCH: your files are not the release's"]
         if self.sources_absent:
             lines.append(f"  source folders absent: {', '.join(self.sources_absent)} "
-                         "(fetch them with `cxrcurate fetch --source NAME --out ROOT/NAME`)")
+                         "(fetch them at the release's commits with `cxrcurate fetch --release RELEASE --out ROOT`)")
         for kind in ("missing", "changed", "extra"):
             items = getattr(self, kind)
             lines += [f"  {kind}: {p}" for p in items[:MAX_LISTED]]
@@ -145,8 +168,8 @@ def materialise(release: str | os.PathLike, root: str | os.PathLike, out: str | 
 
     report = verify_release(release, root)
     if report.changed or (report.missing and not allow_missing):
-        raise CxrcurateError(report.to_text() + "\nfix these files (or pass allow_missing for missing ones) "
-                             "before materialising")
+        raise CxrcurateError(report.to_text() + "\nfix these files before materialising, or pass --allow-missing "
+                             "(allow_missing=True in Python) to leave the missing ones out")
     df = _table(release)
     df = df[~df["path"].isin(set(report.missing))].reset_index(drop=True)
     files = [str(Path(root) / p) for p in df["path"]]
