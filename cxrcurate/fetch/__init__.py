@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import TermsNotAccepted, UnknownSourceError, did_you_mean
+from ..errors import TermsNotAccepted, UnknownSourceError, UsageError, did_you_mean
 from ..sources import DirectDownload, ManualDownload, Repository, Scraped, fetch_records
 
 if TYPE_CHECKING:
@@ -24,6 +25,23 @@ if TYPE_CHECKING:
 
 KINDS = {"scraped": Scraped, "repository": Repository, "manual": ManualDownload, "direct": DirectDownload}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def check_commit(value: str, what: str = "--commit") -> str:
+    """``value`` lower-cased when it is a full git commit id (40 hex digits, or 64 for SHA-256 repositories).
+
+    A commit id goes into a download URL and a digest list's file name, so nothing else gets through: no branch
+    names, no abbreviations (they can become ambiguous), no slashes, spaces or shell characters.
+
+    Raises:
+        UsageError: naming ``what`` and the value, with the fix.
+    """
+    sha = str(value).strip().lower()
+    if not _COMMIT.fullmatch(sha):
+        raise UsageError(f"{what} {str(value)[:80]!r} is not a full commit id (40 hexadecimal digits, as `git "
+                         "rev-parse HEAD` prints); give the whole id of the commit")
+    return sha
 
 
 def fetchable() -> tuple[str, ...]:
@@ -95,6 +113,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
         ManualDownloadRequired: the source needs a person (the message says where and how).
         TermsNotAccepted: the site's terms restrict automated download and ``accept_terms`` does not name it.
         UnknownSourceError: not a fetchable source.
+        UsageError: ``commit`` is not a full commit id.
     """
     import dataclasses
 
@@ -103,6 +122,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
 
     kind = fetch_kind(name)
     key = name.strip().lower().replace("_", "-")
+    commit = check_commit(commit) if commit is not None else None  # before anything is created or requested
     out = Path(out)
     if kind == "manual":
         from .manual import manual_download

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 CONTACT_URL = "https://github.com/cxrcurate/cxrcurate"
 USER_AGENT = f"cxrcurate/{__version__} (+{CONTACT_URL})"
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: a crawler must parse at least 500 KiB; the rest is ignored, never read
+ERROR_PAGE_MAX_BYTES = 2 * 2**20  # of an error page read for a bot-challenge marker
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT = (requests.ConnectionError, requests.Timeout)
 
@@ -283,8 +285,8 @@ class HttpClient:
         parts = urlsplit(url)
         robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
         try:
-            resp = self._get(robots_url, timeout=self.config.timeout)
-            body = resp.content[: 512 * 1024]
+            with self._get(robots_url, timeout=self.config.timeout, stream=True) as resp:
+                body = read_prefix(resp, ROBOTS_MAX_BYTES) if resp.status_code < 400 else b""
         except requests.RequestException as exc:
             log.warning("%s unreachable (%s): not crawling %s", robots_url, exc, parts.netloc)
             return disallow_all(robots_url)
@@ -402,10 +404,29 @@ def _challenge_of(resp: requests.Response) -> str | None:
         return None
     if not hasattr(resp, "_cxrcurate_challenge"):
         declared = resp.headers.get("Content-Length", "")
-        small = not declared or (declared.isdigit() and int(declared) <= 2 * 2**20)
-        body = resp.content[: 2 * 2**20] if small else b""
+        small = not declared or (declared.isdigit() and int(declared) <= ERROR_PAGE_MAX_BYTES)
+        body = read_prefix(resp, ERROR_PAGE_MAX_BYTES) if small else b""  # chunked: its first 2 MiB only
         resp._cxrcurate_challenge = challenge_reason(resp.headers, body)  # type: ignore[attr-defined]
     return resp._cxrcurate_challenge  # type: ignore[attr-defined]
+
+
+def read_prefix(resp: requests.Response, max_bytes: int) -> bytes:
+    """At most the first ``max_bytes`` of a response body, read as it streams (with or without Content-Length).
+
+    What was read stays the response's ``content`` (cut), so nothing later reads the rest of a huge body; closing
+    the response drops the connection instead of draining it.
+    """
+    if getattr(resp, "_content_consumed", False) and isinstance(getattr(resp, "_content", None), bytes):
+        return resp.content[:max_bytes]
+    chunks, size = [], 0
+    for chunk in resp.iter_content(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= max_bytes:
+            break
+    body = b"".join(chunks)[:max_bytes]
+    resp._content, resp._content_consumed = body, True  # type: ignore[attr-defined]
+    return body
 
 
 def read_capped(resp: requests.Response, max_bytes: int, url: str) -> bytes:
