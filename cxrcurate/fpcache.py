@@ -106,7 +106,12 @@ class FingerprintCache:
         if rehash or self.key is None:
             return
         with open_regular(path) as fh:
-            for raw in fh:
+            while raw := fh.readline(_MAX_LINE + 1):
+                if len(raw) > _MAX_LINE and not raw.endswith(b"\n"):  # an endless line: skip to its end, unread
+                    while (rest := fh.readline(_MAX_LINE)) and not rest.endswith(b"\n"):
+                        pass
+                    self.rejected += 1
+                    continue
                 self._read_line(raw)
         if self.rejected:
             log.warning("%s: %d line(s) failed the signature or format check (edited, cut by an interrupted run, "

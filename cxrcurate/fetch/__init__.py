@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import TermsNotAccepted, UnknownSourceError, UsageError, did_you_mean
+from ..errors import TermsNotAccepted, UnknownSourceError, did_you_mean
 from ..sources import DirectDownload, ManualDownload, Repository, Scraped, fetch_records
+from .commits import check_commit
 
 if TYPE_CHECKING:
     from .base import FetchReport
@@ -25,25 +25,6 @@ if TYPE_CHECKING:
 
 KINDS = {"scraped": Scraped, "repository": Repository, "manual": ManualDownload, "direct": DirectDownload}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
-def check_commit(value: str, what: str = "--commit") -> str:
-    """``value`` lower-cased when it is a full git commit id (40 hex digits, or 64 for SHA-256 repositories).
-
-    A commit id goes into a download URL and a digest list's file name, so nothing else gets through: no branch
-    names, no abbreviations (they can become ambiguous), no slashes, spaces or shell characters.
-
-    Raises:
-        UsageError: naming ``what`` and the value, with the fix.
-    """
-    sha = str(value).strip().lower()
-    if not _COMMIT.fullmatch(sha):
-        raise UsageError(f"{what} {str(value)[:80]!r} is not a full commit id (40 hexadecimal digits, as `git "
-                         "rev-parse HEAD` prints); give the whole id of the commit")
-    return sha
-
-
 def fetchable() -> tuple[str, ...]:
     """Every source with a ``fetch`` record."""
     return tuple(name for kind in KINDS.values() for name in fetch_records(kind))

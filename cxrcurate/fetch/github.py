@@ -25,8 +25,8 @@ from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import Repository, fetch_records
-from . import check_commit
 from .base import FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
+from .commits import check_commit
 from .digests import digest_list_name, load_digest_list, verify_files, write_folder_digests
 from .download import download, extract_archive, file_sha256, remove_tree, safe_join
 from .http import HttpClient

@@ -18,8 +18,8 @@ from pathlib import Path
 from ..errors import CxrcurateError, ManualDownloadRequired, UsageError
 from ..sources import DirectDownload, ManualDownload, Repository, fetch_records, get_source
 from ..sources.base import Dropped, Record
-from . import check_commit
 from .base import read_source_record, update_source_record
+from .commits import check_commit
 from .digests import digest_list_name, load_digest_list, verify_files
 from .download import file_digests
 
