@@ -192,7 +192,7 @@ def _decode_dicom(fh: IO[bytes], name: str, max_pixels: int) -> DecodedImage:
         samples = max(1, int(ds.get("SamplesPerPixel", 1) or 1))
         if rows * cols * samples > max_pixels:
             raise ImageDecodeError(f"{name}: {cols}x{rows} pixels x {samples} samples exceeds the limit of "
-                                   f"{max_pixels:,} (decompression bomb?); {_PIXELS_HINT}")
+                                   f"{max_pixels} (decompression bomb?); {_PIXELS_HINT}")
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         ds.pixel_array_options(index=0)  # a multi-frame file: only the first frame (the radiograph) is decoded
         raw = ds.pixel_array

@@ -224,6 +224,17 @@ def test_a_header_naming_a_column_twice_is_refused_naming_it(tmp_path, capsys, t
     assert not (tmp_path / "o/manifest.parquet").exists()
 
 
+def test_a_utf16_metadata_csv_with_its_bom_is_read(tmp_path, capsys):
+    folder = tmp_path / "covid-cxnet"
+    for i in range(2):
+        _png(folder / "images" / f"{260 + i}.png", 30 + i)
+    rows = ["filename,patient_id,sex,age,view,label", "260.png,P0,M,30,PA,COVID-19", "261.png,P1,F,31,PA,normal"]
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-16")  # Excel's "Unicode text"
+    assert _build(capsys, folder, tmp_path / "o")[0] == 0
+    m = read_manifest(tmp_path / "o/manifest.parquet").set_index("image_id")
+    assert m.loc["covid-cxnet:images/261.png", "patient_id"] == "covid-cxnet:P1"
+
+
 def test_hannover_offset_junk_drops_that_row_not_the_build(tmp_path, capsys):
     root = tmp_path / "hannover"
     for i in range(4):
@@ -265,6 +276,14 @@ def test_an_edited_fingerprint_cache_is_not_trusted(tmp_path, capsys, edit):
     after = read_manifest(manifest).set_index("image_id")
     cols = ["width", "height", "pixel_sha256", "phash", "file_sha256"]
     pd.testing.assert_frame_equal(after[cols], before[cols])
+
+
+def test_a_fifo_as_the_fingerprint_cache_is_refused_naming_it(tmp_path, capsys):
+    _png(tmp_path / "covid-cxnet/images/900.png", 1)
+    (tmp_path / "o").mkdir()
+    os.mkfifo(tmp_path / "o/.fingerprints.jsonl")
+    code, err = _build(capsys, tmp_path / "covid-cxnet", tmp_path / "o")
+    assert code == 1 and ".fingerprints.jsonl: the fingerprint cache is not a regular file; delete it" in err
 
 
 def test_an_untouched_cache_is_reused(tmp_path, capsys, monkeypatch):

@@ -59,7 +59,8 @@ def _decode(path: Path) -> str:
         raise ParseError(f"{path}: cannot read ({exc}); is the download complete?") from exc
     if len(raw) > limit:
         raise ParseError(f"{path}: more than {limit:,} bytes (decompressed); refused as a possible bomb; {hint}")
-    for enc in ("utf-8-sig", "cp1252"):
+    encodings = ("utf-16", "utf-8-sig", "cp1252") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig", "cp1252")
+    for enc in encodings:  # UTF-16 only with its byte-order mark (as Excel's "Unicode text" writes it)
         try:
             return raw.decode(enc)
         except UnicodeDecodeError:
