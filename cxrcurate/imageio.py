@@ -7,8 +7,9 @@ minimum to maximum, or from the DICOM VOI window's output range), never clipped 
 
 Every read is bounded, because a manifest or a source folder may name anything. A file is opened without blocking
 and refused unless it is a regular file (a FIFO or a device would hang or never end); it is refused when larger
-than ``max_bytes`` before a byte is decoded, and decoded straight from disk (never read whole into memory); a
-multi-frame file (DICOM, TIFF, GIF, WebP) has only the frame used decoded. The limits are stated in each refusal and
+than ``max_bytes`` before a byte is decoded; it is hashed in blocks and decoded from disk as the decoder asks (a
+DICOM file's elements are read by pydicom, its pixel data whole, which the size limit bounds); a multi-frame file
+(DICOM, TIFF, GIF, WebP) has only the frame used, the first, decoded. The limits are stated in each refusal and
 can be raised per call (``max_bytes``, ``max_pixels``) or for every command through the environment variables
 ``CXRCURATE_MAX_FILE_MB`` and ``CXRCURATE_MAX_PIXELS``. Running out of memory while decoding is reported as an
 ``ImageDecodeError`` naming the file, so a build drops that file instead of aborting.

@@ -405,7 +405,10 @@ def _challenge_of(resp: requests.Response) -> str | None:
     if not hasattr(resp, "_cxrcurate_challenge"):
         declared = resp.headers.get("Content-Length", "")
         small = not declared or (declared.isdigit() and int(declared) <= ERROR_PAGE_MAX_BYTES)
-        body = read_prefix(resp, ERROR_PAGE_MAX_BYTES) if small else b""  # chunked: its first 2 MiB only
+        try:
+            body = read_prefix(resp, ERROR_PAGE_MAX_BYTES) if small else b""  # chunked: its first 2 MiB only
+        except requests.RequestException:  # the error page itself broke off: judge by the status and headers
+            body = b""
         resp._cxrcurate_challenge = challenge_reason(resp.headers, body)  # type: ignore[attr-defined]
     return resp._cxrcurate_challenge  # type: ignore[attr-defined]
 
