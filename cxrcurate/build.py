@@ -7,7 +7,6 @@ resumes where it stopped and a rebuild only decodes new or changed files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CxrcurateError, ImageDecodeError, UnsafeManifestPath, UsageError
-from .imageio import DEFAULT_MAX_PIXELS, fingerprint
+from .fpcache import FingerprintCache
+from .imageio import fingerprint, max_file_bytes, max_pixels_limit
 from .labels import FRONTAL_VIEWS, VIEWS
 from .manifest import check_output_folder, safe_path, write_dropped, write_manifest
 from .sources import get_source
@@ -56,92 +56,29 @@ def parse_source_spec(spec: str) -> tuple[str, Path]:
     return name.strip(), Path(path.strip()).expanduser()
 
 
-def _fingerprint_job(args: tuple[str, int]) -> tuple[str, dict | None, str | None]:
-    path, max_pixels = args
+def _fingerprint_job(args: tuple[str, int, int]) -> tuple[str, dict | None, str | None]:
+    path, max_pixels, max_bytes = args
     try:
-        return path, fingerprint(path, max_pixels=max_pixels), None
+        return path, fingerprint(path, max_pixels=max_pixels, max_bytes=max_bytes), None
     except ImageDecodeError as exc:
         return path, None, str(exc)
-
-
-_SAMPLE = 65536
-
-
-def _sample_digest(file: str, size: int) -> str:
-    """sha256 of the first and last 64 KiB of a file: a cheap check that the bytes are the ones fingerprinted."""
-    h = hashlib.sha256()
-    with open(file, "rb") as fh:
-        h.update(fh.read(_SAMPLE))
-        if size > 2 * _SAMPLE:
-            fh.seek(-_SAMPLE, os.SEEK_END)
-        h.update(fh.read(_SAMPLE))
-    return h.hexdigest()
-
-
-class _FingerprintCache:
-    """Fingerprints of decoded files, appended as they complete, so an interrupted build resumes.
-
-    An entry is reused only when the file's path, size, mtime, ctime and inode are unchanged AND the sha256 of its
-    first and last 64 KiB matches: a same-size replacement that kept the old mtime (``cp -p``, ``rsync -a``) changes
-    the ctime (or inode) and is decoded again. ``rehash=True`` (``--rehash``) ignores the cache altogether.
-    """
-
-    def __init__(self, path: Path | None, rehash: bool = False) -> None:
-        self.path = path
-        self.entries: dict[tuple, tuple[str, dict]] = {}
-        if path and path.exists() and not rehash:
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    e = json.loads(line)
-                    key = (e["file"], e["size"], e["mtime_ns"], e["ctime_ns"], e["ino"])
-                    self.entries[key] = (e["sample"], e["fp"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut by an interrupted run, or written by an older cxrcurate
-        self._fh = None
-
-    @staticmethod
-    def key(file: str) -> tuple[str, int, int, int, int]:
-        st = os.stat(file)
-        return file, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-
-    def get(self, file: str) -> dict | None:
-        try:
-            k = self.key(file)
-            hit = self.entries.get(k)
-            return hit[1] if hit is not None and hit[0] == _sample_digest(file, k[1]) else None
-        except OSError:
-            return None  # gone or unreadable: decoding reports it
-
-    def put(self, file: str, fp: dict) -> None:
-        if self.path is None:
-            return
-        try:
-            k = self.key(file)
-            sample = _sample_digest(file, k[1])
-        except OSError:
-            return
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("a")
-        self._fh.write(json.dumps({"file": k[0], "size": k[1], "mtime_ns": k[2], "ctime_ns": k[3], "ino": k[4],
-                                   "sample": sample, "fp": fp}) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh:
-            self._fh.close()
+    except MemoryError:  # hashing or pHash of a huge picture: this file is dropped, the build goes on
+        return path, None, (f"{path}: out of memory while fingerprinting it; free memory, or lower "
+                            "CXRCURATE_MAX_PIXELS / CXRCURATE_MAX_FILE_MB so such files are refused unread")
 
 
 def fingerprint_files(files: Sequence[str], workers: int | None = None, cache: Path | None = None,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-                      rehash: bool = False) -> dict[str, dict | str]:
+                      max_pixels: int | None = None, progress: bool = True, rehash: bool = False,
+                      max_bytes: int | None = None) -> dict[str, dict | str]:
     """Fingerprint ``files`` in parallel; each maps to its fingerprint dict or to the decode error message.
 
-    ``cache`` (a JSON-lines file) keeps finished fingerprints across runs; ``rehash`` ignores what it holds.
+    ``cache`` (a JSON-lines file, see ``fpcache``) keeps finished fingerprints across runs; ``rehash`` ignores what
+    it holds. ``max_pixels`` and ``max_bytes`` default to the limits in force (``imageio.max_pixels_limit``).
     """
     from tqdm.auto import tqdm
 
-    store = _FingerprintCache(cache, rehash)
+    max_pixels, max_bytes = max_pixels_limit(max_pixels), max_file_bytes(max_bytes)
+    store = FingerprintCache(cache, rehash)
     results: dict[str, dict | str] = {}
     todo = []
     for f in files:
@@ -153,7 +90,7 @@ def fingerprint_files(files: Sequence[str], workers: int | None = None, cache: P
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="decoding", unit="img", disable=not progress)
     try:
-        jobs = ((f, max_pixels) for f in todo)
+        jobs = ((f, max_pixels, max_bytes) for f in todo)
         if workers > 1 and len(todo) > 8:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 it: Iterable = pool.map(_fingerprint_job, jobs, chunksize=8)
@@ -166,7 +103,7 @@ def fingerprint_files(files: Sequence[str], workers: int | None = None, cache: P
     return results
 
 
-def _collect(it: Iterable, results: dict, store: _FingerprintCache, bar: Any) -> None:
+def _collect(it: Iterable, results: dict, store: FingerprintCache, bar: Any) -> None:
     for path, fp, err in it:
         if fp is not None:
             results[path] = fp
@@ -193,8 +130,8 @@ def _record_row(name: str, rec: Record, root: Path, data_root: Path) -> dict[str
 
 def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathLike,
                    views: Iterable[str] = DEFAULT_VIEWS, data_root: str | os.PathLike | None = None,
-                   workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-                   rehash: bool = False) -> BuildResult:
+                   workers: int | None = None, max_pixels: int | None = None, progress: bool = True,
+                   rehash: bool = False, max_bytes: int | None = None) -> BuildResult:
     """Build ``<out>/manifest.parquet`` and ``<out>/manifest.dropped.parquet`` from local source folders.
 
     Args:
@@ -204,7 +141,8 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
             views and ``unknown`` (most web-sourced COVID-19 images state no view; their ``frontal`` is null).
         data_root: folder that manifest paths are relative to; default: the sources' common parent.
         workers: decoding processes (default: all cores).
-        max_pixels: larger images are refused as decompression bombs.
+        max_pixels: larger images are refused as decompression bombs (default: ``$CXRCURATE_MAX_PIXELS`` or 100M).
+        max_bytes: larger files are refused unread (default: ``$CXRCURATE_MAX_FILE_MB`` MiB or 512 MiB).
         progress: show a progress bar.
         rehash: decode every file again instead of reusing the fingerprint cache in ``out``.
 
@@ -214,6 +152,7 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         CxrcurateError: ``out`` cannot be written (checked before any file is decoded).
     """
     started = time.time()
+    max_pixels, max_bytes = max_pixels_limit(max_pixels), max_file_bytes(max_bytes)
     views = tuple(views)
     bad = sorted(set(views) - set(VIEWS))
     if bad:
@@ -263,7 +202,7 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
     rows = safe
     files = [r.pop("_file") for r in rows]
     fps = fingerprint_files(files, workers=workers, cache=out / CACHE_NAME, max_pixels=max_pixels,
-                            progress=progress, rehash=rehash)
+                            progress=progress, rehash=rehash, max_bytes=max_bytes)
     kept = []
     for r, f in zip(rows, files, strict=True):
         fp = fps[f]
@@ -288,7 +227,8 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         log.info("%s: %d records, %d dropped", name, counts["records"], counts["dropped"])
     info = {
         "data_root": str(root), "sources": source_info,
-        "build": {"views": list(views), "max_pixels": max_pixels, "command": "build-manifest",
+        "build": {"views": list(views), "max_pixels": max_pixels, "max_file_bytes": max_bytes,
+                  "command": "build-manifest",
                   "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "seconds": round(time.time() - started, 1)},
     }

@@ -231,6 +231,10 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise CxrcurateError(f"{len(missing)} image file(s) missing under {root}, e.g. {missing[0]}")
+    odd = [p for p in paths if not os.path.isfile(p)]  # a FIFO or device would block whoever reads the export
+    if odd:
+        raise CxrcurateError(f"{len(odd)} path(s) under {root} are not regular files (a FIFO, device or folder), "
+                             f"e.g. {odd[0]}; put the image files themselves there")
     names = list(classes) if classes is not None else list(LABELS)
     df = df.reset_index(drop=True).copy()
     df["phash"] = df["phash"].astype("uint64")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from .options import ranged, workers
 
 
 def _sample_sources() -> list[tuple[str, Path]]:
@@ -210,8 +211,8 @@ def cmd_leakage(args: argparse.Namespace) -> int:
 def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("deduplication")
     g.add_argument("--radius", type=int, default=4, help="pHash Hamming radius for candidates (default 4)")
-    g.add_argument("--knn", type=int, default=8,
-                   help="nearest images per image by crop-tolerant descriptors, as candidates (default 8)")
+    g.add_argument("--knn", type=ranged(int, 1, 100), default=8,
+                   help="nearest images per image by crop-tolerant descriptors, as candidates, 1..100 (default 8)")
     g.add_argument("--gate", type=int, default=None,
                    help="verification skips the full match of pairs with fewer ratio-test matches among the 300 "
                    "strongest keypoints (default 14, measured in docs/dedup.md; 0: off)")
@@ -239,7 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--views", help="comma-separated views to keep (default: PA,AP,AP_supine,unknown)")
     b.add_argument("--data-root", type=Path, help="make manifest paths relative to this folder")
-    b.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    b.add_argument("--workers", type=workers(), help="decoding processes, 1..512 (default: all cores)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.add_argument("--dedup", action="store_true", help="also find duplicates (as `cxrcurate dedup`)")
     b.add_argument("--rehash", action="store_true",
@@ -252,7 +253,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("manifest", type=Path, help="the manifest to deduplicate (manifest.parquet)")
     d.add_argument("--out", type=Path, help="write the deduplicated manifest here (default: in place)")
     d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
-    d.add_argument("--workers", type=int, help="processes (default: all cores)")
+    d.add_argument("--workers", type=workers(), help="processes, 1..512 (default: all cores)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_dedup_args(d)
     d.set_defaults(func=cmd_dedup)

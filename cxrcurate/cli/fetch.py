@@ -26,6 +26,16 @@ def _positive(value: str) -> int:
     return n
 
 
+def _commit(value: str) -> str:
+    from ..errors import UsageError
+    from ..fetch import check_commit
+
+    try:
+        return check_commit(value)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--commit ")) from exc
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Run ``fetch`` (or ``fetch --check``) and print the summary; see the module docstring for exit codes."""
     from ..fetch import check_source, fetch_source
@@ -135,7 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     f.add_argument("--refresh", action="store_true", help="ignore cached pages and ask the site again")
     f.add_argument("--method", choices=["archive", "git"], default="archive",
                    help="GitHub sources: the codeload zip (default) or a depth-1 git fetch of the same commit")
-    f.add_argument("--commit", help="GitHub sources: a commit other than the recorded one")
+    f.add_argument("--commit", type=_commit, metavar="SHA",
+                   help="GitHub sources: a commit other than the recorded one (the full 40-digit id)")
     f.add_argument("--base-url", help=argparse.SUPPRESS)  # a local copy of the site (tests, mirrors)
     f.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fetch)

@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .options import ranged, workers
+
+SIZE = (8, 4096)  # output side in pixels; 4096 is 4x a large radiograph's model input (3 x 4096^2 bytes per image)
+
 
 def _config(args: argparse.Namespace) -> Any:
     from ..preprocess.config import PreprocessConfig
@@ -86,16 +90,19 @@ def cmd_train_lungs(args: argparse.Namespace) -> int:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (each option changes the cache key)")
-    g.add_argument("--size", type=int, default=320, help="output side in pixels (default 320, as in the paper)")
+    g.add_argument("--size", type=ranged(int, *SIZE, "pixels"), default=320,
+                   help=f"output side in pixels, {SIZE[0]}..{SIZE[1]} (default 320, as in the paper)")
     g.add_argument("--lungs", default="default", metavar="WEIGHTS|none|default",
                    help="lung U-Net weights for the crop: a file, `default` (shipped with cxrcurate) or `none`")
     g.add_argument("--resize", choices=["pad", "stretch"], default="pad",
                    help="keep the aspect ratio and pad (default) or stretch to a square")
     g.add_argument("--channels", default="original,clahe,beasf",
                    help="comma-separated channel order from original, clahe, beasf (default: all three)")
-    g.add_argument("--clahe-clip", type=float, default=2.0, help="CLAHE clip limit (default 2.0)")
-    g.add_argument("--beasf-gamma", type=float, default=1.5, help="BEASF gamma (default 1.5)")
-    g.add_argument("--crop-margin", type=float, default=0.05, help="margin around the lung box, fraction (0.05)")
+    g.add_argument("--clahe-clip", type=ranged(float, 0.01, 1000), default=2.0,
+                   help="CLAHE clip limit, 0.01..1000 (default 2.0)")
+    g.add_argument("--beasf-gamma", type=ranged(float, 0, 100), default=1.5, help="BEASF gamma, 0..100 (default 1.5)")
+    g.add_argument("--crop-margin", type=ranged(float, 0, 0.99), default=0.05,
+                   help="margin around the lung box, fraction 0..0.99 (default 0.05)")
     g.add_argument("--match-histogram", type=Path, metavar="IMAGE",
                    help="match every image's histogram to this reference image first (multiclass setup)")
 
@@ -106,7 +113,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("manifest", type=Path, help="the manifest whose images are preprocessed")
     p.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
     p.add_argument("--cache", type=Path, help="cache folder (default: preprocessed/ beside the manifest)")
-    p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--workers", type=workers(), help="processes, 1..512 (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_config_args(p)
     p.set_defaults(func=cmd_preprocess)
@@ -123,14 +130,20 @@ def register(subparsers: Any) -> None:
     t.add_argument("manifest", type=Path, help="a manifest with lung masks (mask_paths) on some rows")
     t.add_argument("--out", type=Path, required=True, help="weights file (.safetensors; a .json card goes beside it)")
     t.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
-    t.add_argument("--size", type=int, default=160, help="input side, a multiple of 2**depth (default 160)")
-    t.add_argument("--width", type=int, default=8, help="channels of the first U-Net level (default 8; classic 64)")
-    t.add_argument("--depth", type=int, default=4, help="down-sampling steps (default 4)")
-    t.add_argument("--epochs", type=int, default=60, help="passes over the training images (default 60)")
-    t.add_argument("--minutes", type=float, help="stop training after this many minutes (default: no limit)")
-    t.add_argument("--batch-size", type=int, default=16, help="images per training step (default 16)")
-    t.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate, cosine decay (default 3e-3)")
-    t.add_argument("--test", type=float, default=0.2, help="fraction of patients held out for the Dice (0.2)")
+    t.add_argument("--size", type=ranged(int, 16, 1024, "pixels"), default=160,
+                   help="input side, a multiple of 2**depth, 16..1024 (default 160)")
+    t.add_argument("--width", type=ranged(int, 1, 128), default=8,
+                   help="channels of the first U-Net level, 1..128 (default 8; classic 64)")
+    t.add_argument("--depth", type=ranged(int, 1, 8), default=4, help="down-sampling steps, 1..8 (default 4)")
+    t.add_argument("--epochs", type=ranged(int, 1, 100_000), default=60,
+                   help="passes over the training images (default 60)")
+    t.add_argument("--minutes", type=ranged(float, 0.01, 1e6), help="stop training after this many minutes "
+                   "(default: no limit)")
+    t.add_argument("--batch-size", type=ranged(int, 1, 4096), default=16, help="1..4096 (default 16)")
+    t.add_argument("--lr", type=ranged(float, 1e-8, 10), default=3e-3,
+                   help="peak Adam learning rate, cosine decay (default 3e-3)")
+    t.add_argument("--test", type=ranged(float, 0.01, 0.99), default=0.2,
+                   help="fraction of patients held out for the Dice, 0.01..0.99 (default 0.2)")
     t.add_argument("--seed", type=int, default=0, help="seed of the patient split and the training (default 0)")
     t.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import TermsNotAccepted, UnknownSourceError, did_you_mean
 from ..sources import DirectDownload, ManualDownload, Repository, Scraped, fetch_records
+from .commits import check_commit
 
 if TYPE_CHECKING:
     from .base import FetchReport
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 KINDS = {"scraped": Scraped, "repository": Repository, "manual": ManualDownload, "direct": DirectDownload}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
 def fetchable() -> tuple[str, ...]:
     """Every source with a ``fetch`` record."""
     return tuple(name for kind in KINDS.values() for name in fetch_records(kind))
@@ -95,6 +94,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
         ManualDownloadRequired: the source needs a person (the message says where and how).
         TermsNotAccepted: the site's terms restrict automated download and ``accept_terms`` does not name it.
         UnknownSourceError: not a fetchable source.
+        UsageError: ``commit`` is not a full commit id.
     """
     import dataclasses
 
@@ -103,6 +103,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
 
     kind = fetch_kind(name)
     key = name.strip().lower().replace("_", "-")
+    commit = check_commit(commit) if commit is not None else None  # before anything is created or requested
     out = Path(out)
     if kind == "manual":
         from .manual import manual_download

@@ -209,9 +209,11 @@ def write_source_record(out: Path, source: str, url: str, **fields: Any) -> None
 
 def read_source_record(out: Path) -> dict[str, Any]:
     """The folder's ``.cxrcurate-source.json`` (empty when there is none or it is unreadable)."""
+    from ..imageio import read_regular
+
     try:
-        record = json.loads((out / SOURCE_RECORD).read_text())
-    except (OSError, ValueError):
+        record = json.loads(read_regular(out / SOURCE_RECORD, max_bytes=2**20))
+    except (CxrcurateError, ValueError):  # missing, not a regular file (never opened blocking), too big, not JSON
         return {}
     return record if isinstance(record, dict) else {}
 

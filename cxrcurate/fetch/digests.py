@@ -124,8 +124,8 @@ def image_files(folder: str | os.PathLike) -> dict[str, Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and is_image_name(name):
-                path = Path(dirpath) / name
+            path = Path(dirpath) / name
+            if not name.startswith(".") and is_image_name(name) and path.is_file():  # a FIFO is not a file
                 out[path.relative_to(root).as_posix()] = path
     return out
 

@@ -9,12 +9,11 @@ absolute paths, ``..`` or links) and the loader is asked whether it can read the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import DirectDownload, fetch_records
-from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, write_source_record
+from .base import FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
 from .download import download, extract_archive, file_sha256, remove_tree
 from .http import HttpClient
 
@@ -27,10 +26,7 @@ def direct_sources() -> dict[str, DirectDownload]:
 
 
 def _recorded(out: Path) -> dict:
-    try:
-        return json.loads((out / SOURCE_RECORD).read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_source_record(out)
 
 
 def fetch_direct(source: str, out: str | Path, client: HttpClient, options: FetchOptions, *,
@@ -51,7 +47,8 @@ def fetch_direct(source: str, out: str | Path, client: HttpClient, options: Fetc
     report = FetchReport(source, out, dry_run=options.dry_run)
     url = spec.url if base_url is None else base_url.rstrip("/") + urlsplit(spec.url).path
     previous = _recorded(out)
-    expected = spec.sha256 or previous.get("archive_sha256")
+    # a digest recorded by an earlier fetch binds later ones only when that fetch passed every check
+    expected = spec.sha256 or (previous.get("archive_sha256") if previous.get("complete") else None)
     if previous.get("url") == spec.url and previous.get("archive_sha256") and previous.get("complete"):
         report.skipped[f"already fetched (archive sha256 {previous['archive_sha256'][:12]}...)"] += 1
         return report
@@ -81,6 +78,10 @@ def fetch_direct(source: str, out: str | Path, client: HttpClient, options: Fetc
     report.images = sum(is_image_name(p.name) for p in result.files)
     remove_tree(tmp)
     write_source_record(out, source, spec.url, archive_sha256=digest, sha256_verified=bool(spec.sha256),
-                        complete=not result.refused)
+                        complete=False)
+    failures = len(report.failed)
     check_layout(source, out, report)
+    if not result.refused and len(report.failed) == failures:  # only a copy that passed every check is complete
+        write_source_record(out, source, spec.url, archive_sha256=digest, sha256_verified=bool(spec.sha256),
+                            complete=True)
     return report

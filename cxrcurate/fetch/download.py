@@ -220,9 +220,16 @@ def _stream_to(resp: requests.Response, part: Path, offset: int, max_bytes: int,
 
 
 def file_digests(path: str | os.PathLike, algorithms: Iterable[str] = ("sha256",)) -> dict[str, str]:
-    """``{algorithm: hex digest}`` of a file, all algorithms computed in one read (blocks of 1 MiB)."""
+    """``{algorithm: hex digest}`` of a file, all algorithms computed in one read (blocks of 1 MiB).
+
+    Raises:
+        ParseError: the path is not a regular file (a FIFO or device is refused, never read: it could block or
+            never end) or cannot be read.
+    """
+    from ..imageio import open_regular
+
     hashers = {a: hashlib.new(a) for a in dict.fromkeys(algorithms)}
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             for h in hashers.values():
                 h.update(block)

@@ -18,7 +18,6 @@ like a listed file the archive lacks, is a failure in the report; a re-run then 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import subprocess
@@ -26,7 +25,8 @@ from pathlib import Path
 
 from ..errors import CxrcurateError
 from ..sources import Repository, fetch_records
-from .base import SOURCE_RECORD, FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
+from .base import FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
+from .commits import check_commit
 from .digests import digest_list_name, load_digest_list, verify_files, write_folder_digests
 from .download import download, extract_archive, file_sha256, remove_tree, safe_join
 from .http import HttpClient
@@ -46,10 +46,7 @@ def repositories() -> dict[str, Repository]:
 
 def _recorded_commit(out: Path) -> str | None:
     """The commit a complete earlier fetch recorded (None when none did, or its files failed their digests)."""
-    try:
-        record = json.loads((out / SOURCE_RECORD).read_text())
-    except (OSError, ValueError):
-        return None
+    record = read_source_record(out)
     return None if record.get("files_failed") else record.get("commit")
 
 
@@ -76,8 +73,8 @@ def fetch_repository(source: str, out: str | Path, client: HttpClient, options: 
         if commit is None:
             raise CxrcurateError(f"fetching {source} from {repository} needs the commit to fetch; the recorded one "
                                  f"is {repo.repo}'s")
-        repo = Repository(repository, commit, repo.note)
-    sha = commit or repo.commit
+        repo = Repository(repository, check_commit(commit), repo.note)
+    sha = check_commit(commit) if commit else repo.commit
     out = Path(out)
     report = FetchReport(source, out, dry_run=options.dry_run)
     if method not in ("archive", "git"):
@@ -200,11 +197,12 @@ def write_repository_digests(source: str, folder: str | Path, dest: str | Path |
     from ..sources import get_source
 
     recorded = read_source_record(folder).get("commit") or get_source(source)(folder).version().get("commit")
-    sha = commit or recorded
+    sha = check_commit(commit) if commit else check_commit(recorded, f"the commit {folder} records") if recorded \
+        else None
     if not sha:
         raise CxrcurateError(f"{folder} records no commit (no .cxrcurate-source.json from `cxrcurate fetch` and no "
                              "git checkout); pass --commit SHA, the commit these files are from")
-    if recorded and commit and recorded != commit:
+    if recorded and commit and recorded != sha:
         raise CxrcurateError(f"{folder} was fetched at {recorded}, not {commit}; a list must name the files' commit")
     repo = repositories()[source].repo
     out = Path(dest) if dest is not None else Path(digest_list_name(source, sha))

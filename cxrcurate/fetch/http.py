@@ -29,6 +29,7 @@ from requests.adapters import HTTPAdapter
 
 from .. import __version__
 from ..errors import BotChallenge, FetchError, HttpStatusError, ResponseTooLarge, RobotsDisallowed
+from .bodies import _challenge_of, raise_for_status, read_capped, read_prefix
 from .challenge import challenge_reason, is_html
 from .pagecache import Page, PageCache
 from .robots import disallow_all, parse_robots
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CONTACT_URL = "https://github.com/cxrcurate/cxrcurate"
 USER_AGENT = f"cxrcurate/{__version__} (+{CONTACT_URL})"
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: a crawler must parse at least 500 KiB; the rest is ignored, never read
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT = (requests.ConnectionError, requests.Timeout)
 
@@ -283,8 +285,8 @@ class HttpClient:
         parts = urlsplit(url)
         robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"
         try:
-            resp = self._get(robots_url, timeout=self.config.timeout)
-            body = resp.content[: 512 * 1024]
+            with self._get(robots_url, timeout=self.config.timeout, stream=True) as resp:
+                body = read_prefix(resp, ROBOTS_MAX_BYTES) if resp.status_code < 400 else b""
         except requests.RequestException as exc:
             log.warning("%s unreachable (%s): not crawling %s", robots_url, exc, parts.netloc)
             return disallow_all(robots_url)
@@ -381,46 +383,6 @@ class HttpClient:
                 fh.write(json.dumps(event) + "\n")
 
 
-def raise_for_status(resp: requests.Response, url: str) -> None:
-    """Nothing for a 2xx/3xx response.
-
-    Raises:
-        HttpStatusError: naming the URL, the status and, for 429/503, the Retry-After the server sent.
-    """
-    if resp.status_code < 400:
-        return
-    if why := _challenge_of(resp):
-        raise BotChallenge(f"{url}: HTTP {resp.status_code}: the site answered with a {why}; cxrcurate does not solve "
-                           f"or retry these. Fetch later, or get the data another way.", url, resp.status_code)
-    hint = f" (Retry-After: {resp.headers['Retry-After']})" if "Retry-After" in resp.headers else ""
-    raise HttpStatusError(f"{url}: HTTP {resp.status_code} {resp.reason or ''}{hint}".rstrip(), url, resp.status_code)
-
-
-def _challenge_of(resp: requests.Response) -> str | None:
-    """The bot-challenge reason of an error response (read when small and HTML), remembered on the response."""
-    if resp.status_code not in (403, 429, 503) or not is_html(resp.headers.get("Content-Type")):
-        return None
-    if not hasattr(resp, "_cxrcurate_challenge"):
-        declared = resp.headers.get("Content-Length", "")
-        small = not declared or (declared.isdigit() and int(declared) <= 2 * 2**20)
-        body = resp.content[: 2 * 2**20] if small else b""
-        resp._cxrcurate_challenge = challenge_reason(resp.headers, body)  # type: ignore[attr-defined]
-    return resp._cxrcurate_challenge  # type: ignore[attr-defined]
-
-
-def read_capped(resp: requests.Response, max_bytes: int, url: str) -> bytes:
-    """The whole body of a streamed response, refusing more than ``max_bytes``.
-
-    Raises:
-        ResponseTooLarge: Content-Length or the bytes read exceed the cap.
-    """
-    declared = resp.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ResponseTooLarge(f"{url}: {int(declared):,} bytes declared, over the cap of {max_bytes:,}", url)
-    chunks, size = [], 0
-    for chunk in resp.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > max_bytes:
-            raise ResponseTooLarge(f"{url}: more than {max_bytes:,} bytes, over the cap", url)
-        chunks.append(chunk)
-    return b"".join(chunks)
+__all__ = ["HttpClient", "HttpConfig", "PoliteAdapter", "check_url", "check_redirect", "is_internal_host",
+           "retry_after_seconds", "raise_for_status", "read_capped", "read_prefix", "USER_AGENT", "CONTACT_URL",
+           "FetchError", "HttpStatusError", "ResponseTooLarge", "RobotsDisallowed", "BotChallenge"]

@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CxrcurateError, ManualDownloadRequired
+from ..errors import CxrcurateError, ManualDownloadRequired, UsageError
 from ..sources import DirectDownload, ManualDownload, Repository, fetch_records, get_source
 from ..sources.base import Dropped, Record
 from .base import read_source_record, update_source_record
+from .commits import check_commit
 from .digests import digest_list_name, load_digest_list, verify_files
 from .download import file_digests
 
@@ -56,10 +57,10 @@ def check_download(source: str, path: str | Path) -> CheckResult:
     cls = get_source(source)
     lines: list[str] = []
     spec = manual_sources().get(source)
-    archives_ok, archive_lines = check_archives(source, path, spec) if spec else check_repository(source, path)
     try:
         items = list(cls(path).parse())
     except CxrcurateError as exc:
+        _, archive_lines = check_archives(source, path, spec, pin=False) if spec else check_repository(source, path)
         return CheckResult(False, [f"{source} at {path}: {exc}", *archive_lines])
     records = [i for i in items if isinstance(i, Record)]
     dropped = [i for i in items if isinstance(i, Dropped)]
@@ -84,17 +85,22 @@ def check_download(source: str, path: str | Path) -> CheckResult:
         lines.append(f"  {reason}: {n:,} (e.g. {'; '.join(str(e) for e in examples)})")
         if reason == "row_without_file":
             ok = False
+    # an archive without a published digest is pinned only from a copy that passed every other check: a truncated
+    # first download must not lock out the complete one
+    archives_ok, archive_lines = check_archives(source, path, spec, pin=ok) if spec else check_repository(source, path)
     lines += archive_lines
     ok = ok and archives_ok
     lines.append("  OK: complete" if ok else "  INCOMPLETE: see above; the expected layout is:\n" + cls.layout)
     return CheckResult(ok, lines)
 
 
-def check_archives(source: str, path: str | Path, spec: ManualDownload) -> tuple[bool, list[str]]:
+def check_archives(source: str, path: str | Path, spec: ManualDownload, pin: bool = True) -> tuple[bool, list[str]]:
     """Hash the archives of ``spec`` found in ``path``: ``(ok, lines)``.
 
     An archive with a published digest must match it; every archive's sha256 is recorded in the folder's
-    ``.cxrcurate-source.json`` the first time it is checked, and a later check must match that record. A mismatch
+    ``.cxrcurate-source.json`` the first time it is checked, and a later check must match that record. With
+    ``pin=False`` (the rest of the check failed: images missing, the layout wrong) an archive without a published
+    digest is hashed and shown but not recorded, so the next, complete copy is not refused. A mismatch
     names the file, both digests and the fix. An archive not in ``path`` is listed as not checked (the person may
     have deleted it after extracting), which is not a failure.
     """
@@ -125,8 +131,11 @@ def check_archives(source: str, path: str | Path, spec: ManualDownload) -> tuple
             how = (f"{algorithm} matches the published digest" if published else
                    "matches the sha256 recorded by the first check" if before.get("sha256") else
                    "recorded in .cxrcurate-source.json (no published digest; later checks must match it)")
+            if not before.get("sha256") and not published and not pin:
+                how = ("not recorded: the copy is incomplete (see above); the archive of a complete copy is recorded "
+                       "by the check that finds it complete")
             lines.append(f"  {name}: sha256 {got['sha256']} ({how})")
-            if not before.get("sha256"):
+            if not before.get("sha256") and (published or pin):
                 pinned[name] = {"sha256": got["sha256"], "size": file.stat().st_size,
                                 "verified": f"{algorithm} (published)" if published else False,
                                 "checked_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -145,6 +154,11 @@ def check_repository(source: str, path: str | Path) -> tuple[bool, list[str]]:
     if source not in fetch_records(Repository):
         return True, []
     commit = read_source_record(Path(path)).get("commit")
+    if commit is not None:
+        try:
+            commit = check_commit(str(commit), f"{Path(path) / '.cxrcurate-source.json'}: the recorded commit")
+        except UsageError as exc:
+            return False, [f"  {exc}; the record was edited or damaged: fetch the source again"]
     digests = load_digest_list(source, commit) if commit else None
     if digests is None:
         return True, [f"  files not hash-checked: no digest list for {source} at "

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParseError
+from ..errors import CxrcurateError, ParseError
+from ..imageio import read_regular
+
+_META_MAX = 64 * 1024
+_BODY_MAX = 256 * 2**20  # above any page cap a client may set; a bigger file was not written by the cache
 
 
 @dataclass
@@ -69,14 +73,15 @@ class PageCache:
 
     def get(self, url: str, max_age: float | None) -> Page | None:
         meta_path, body_path = self._paths(url)
-        try:
-            meta = json.loads(meta_path.read_text())
+        try:  # a cache entry that is not a regular file, or larger than any page kept, is a miss (never blocks)
+            meta = json.loads(read_regular(meta_path, max_bytes=_META_MAX))
             if meta.get("missing"):
                 return None
             if max_age is not None and time.time() - meta["stored"] > max_age:
                 return None
-            return Page(url, meta["final_url"], meta["status"], meta["content_type"], body_path.read_bytes(), True)
-        except (OSError, ValueError, KeyError):
+            body = read_regular(body_path, max_bytes=_BODY_MAX)
+            return Page(url, meta["final_url"], meta["status"], meta["content_type"], body, True)
+        except (OSError, ValueError, KeyError, TypeError, CxrcurateError):
             return None
 
     def put(self, page: Page) -> None:
@@ -93,11 +98,11 @@ class PageCache:
         """The status (404/410) stored for ``url`` by ``put_missing`` within ``max_age`` seconds; None otherwise."""
         meta_path, _ = self._paths(url)
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(read_regular(meta_path, max_bytes=_META_MAX))
             if not meta.get("missing") or (max_age is not None and time.time() - meta["stored"] > max_age):
                 return None
             return int(meta["status"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, CxrcurateError):
             return None
 
     def put_missing(self, url: str, status: int) -> None:

@@ -23,6 +23,7 @@ from ..errors import CxrcurateError, LungWeightsError
 PIPELINE_VERSION = 1
 CHANNELS = ("original", "clahe", "beasf")
 RESIZE_MODES = ("pad", "stretch")
+MAX_SIZE = 4096  # output side; 3 x 4096^2 bytes per cached image, far past any model input in use
 SHIPPED_LUNGS = "default"  # ``lungs`` value naming the weights shipped inside the package
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "lungs-unet-w8-160.safetensors"
@@ -76,8 +77,8 @@ class PreprocessConfig:
         if self.histogram_reference is not None:
             object.__setattr__(self, "histogram_reference", str(self.histogram_reference))
         problems = []
-        if not isinstance(self.size, int) or self.size < 8:
-            problems.append(f"size={self.size!r} must be an int >= 8")
+        if not isinstance(self.size, int) or not 8 <= self.size <= MAX_SIZE:
+            problems.append(f"size={self.size!r} must be an int in 8..{MAX_SIZE}")
         if self.resize not in RESIZE_MODES:
             problems.append(f"resize={self.resize!r} must be one of {list(RESIZE_MODES)}")
         bad = [c for c in self.channels if c not in CHANNELS]

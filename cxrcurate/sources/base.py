@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import SourceError
-from ..imageio import is_image_name
+from ..imageio import is_image_name, open_regular, read_regular
 from .metadata import MetadataRows, Repair, read_metadata
 
 # Reasons a file or row is not in the manifest (the dropped table's closed vocabulary).
@@ -35,8 +35,9 @@ NOT_A_FILE = "not_a_file"  # a folder (or fifo, socket) where the layout has ima
 DANGLING_LINK = "dangling_link"  # a symbolic link whose target does not exist
 OUTSIDE_ROOT = "outside_root"  # a link (or path) leading outside the source folder / data root
 HIDDEN_FILE = "hidden_file"  # a file with an image's suffix whose name starts with '.' (e.g. a macOS '._' fork)
+BAD_VALUE = "bad_value"  # a metadata value the label depends on cannot be read (detail: column, value, fix)
 REASONS = (ROW_WITHOUT_FILE, FILE_WITHOUT_ROW, DUPLICATE_ROW, NOT_XRAY, NOT_IMAGE, MASK_WITHOUT_IMAGE,
-           VIEW_EXCLUDED, UNREADABLE, UNPARSEABLE_ROW, NOT_A_FILE, DANGLING_LINK, OUTSIDE_ROOT, HIDDEN_FILE)
+           VIEW_EXCLUDED, UNREADABLE, UNPARSEABLE_ROW, NOT_A_FILE, DANGLING_LINK, OUTSIDE_ROOT, HIDDEN_FILE, BAD_VALUE)
 
 
 def hidden_file(rel: str) -> Dropped:
@@ -257,8 +258,14 @@ class Source(ABC):
         """Where this copy came from: the git commit, a fetch record, or a digest of the metadata files."""
         info: dict[str, Any] = {"root": str(self.root.resolve())}
         record = self.root / ".cxrcurate-source.json"
-        if record.exists():
-            info.update(json.loads(record.read_text()))
+        if os.path.lexists(record):
+            try:
+                data = json.loads(read_regular(record, max_bytes=2**20, error=SourceError))
+            except ValueError as exc:
+                raise SourceError(f"{record}: not valid JSON ({exc}); delete it and fetch the source again") from exc
+            if not isinstance(data, dict):
+                raise SourceError(f"{record}: not a JSON object; delete it and fetch the source again")
+            info.update(data)
         commit = _git_head(self.root)
         if commit:
             info["commit"] = commit
@@ -266,7 +273,9 @@ class Source(ABC):
         for rel in self.metadata_files:
             p = self.root / rel
             if p.exists():
-                digest.update(p.read_bytes())
+                with open_regular(p, error=SourceError) as fh:
+                    for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                        digest.update(block)
         if self.metadata_files:
             info["metadata_sha256"] = digest.hexdigest()
         return info

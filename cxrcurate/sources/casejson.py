@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..imageio import is_image_name
+from ..errors import ParseError
+from ..imageio import is_image_name, read_regular
 from ..labels import VIEWS, label_from_finding, pediatric_from_age
 from .base import (
     FILE_WITHOUT_ROW,
@@ -95,10 +96,10 @@ class CaseFolderSource(Source):
                 yield Dropped(NOT_IMAGE, rel=rel, detail="not a case file (.json)")
                 continue
             try:
-                case = json.loads((self.root / rel).read_text(encoding="utf-8"))
+                case = json.loads(read_regular(self.root / rel, max_bytes=16 * 2**20).decode("utf-8"))
                 images = case["images"]
                 case_id = str(case["case_id"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, ParseError) as exc:
                 yield Dropped(UNREADABLE, rel=rel, source_record=rel, detail=f"not a readable case file: {exc}")
                 continue
             cases += 1

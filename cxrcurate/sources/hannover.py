@@ -7,7 +7,9 @@ sign flipped; a positive value is then an image taken *before* the COVID-19 admi
 
 * ``admission_offset <= 0`` (taken on or after admission): ``covid19``;
 * ``admission_offset > 0`` (taken before admission, possibly before the infection): ``unknown``;
-* missing offset: ``unknown``.
+* missing offset: ``unknown``;
+* an offset that is not a finite number ("n/a", "inf", "3 days"): the row and its image go to the dropped table as
+  ``bad_value``, naming the row and the value (the label cannot be decided; the rest of the build goes on).
 
 ``days_after_admission`` (= -admission_offset) is kept in ``extra`` so users can apply a stricter window.
 Ages are redacted upstream (k-anonymity), so ``pediatric`` is unknown for every image.
@@ -15,11 +17,13 @@ Ages are redacted upstream (k-anonymity), so ``pediatric`` is unknown for every 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from ..labels import normalize_sex, normalize_view
 from . import register
 from .base import (
+    BAD_VALUE,
     DUPLICATE_ROW,
     FILE_WITHOUT_ROW,
     ROW_WITHOUT_FILE,
@@ -68,10 +72,15 @@ class Hannover(Source):
             used[name] = rid
             offset = clean(row.get("admission_offset"))
             extra = extras(row, _EXTRA)
-            if offset is None:
+            days_after = _days_after(offset)
+            if offset is not None and days_after is None:
+                yield Dropped(BAD_VALUE, rel=files[name], source_record=rid,
+                              detail=f"data.csv row {rid}: admission_offset {offset[:40]!r} is not a number of days; "
+                                     "fix it (or leave it empty: label unknown) to include the image")
+                continue
+            if days_after is None:
                 label = "unknown"
             else:
-                days_after = -float(offset)
                 extra["days_after_admission"] = days_after
                 label = "covid19" if days_after >= 0 else "unknown"
             pid = clean(row.get("patient_id"))
@@ -85,3 +94,12 @@ class Hannover(Source):
         for name, rel in files.items():
             if name not in used:
                 yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail="no data.csv row has this image_id")
+
+
+def _days_after(offset: str | None) -> float | None:
+    """-``admission_offset`` as a finite float; None when empty or not a finite number."""
+    try:
+        value = -float(offset) if offset is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None

@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from ..imageio import is_image_name
+from ..errors import ParseError
+from ..imageio import is_image_name, read_regular
 from ..labels import normalize_sex, parse_age, pediatric_from_age
 from . import register
 from .base import (
@@ -56,7 +57,7 @@ _FINDINGS = {"0": ("normal", "normal"), "1": ("other", "tuberculosis")}  # digit
 
 def _read_text(path: Path) -> str:
     """A reading's text: UTF-8 (with BOM) if it decodes, else Windows-1252 (some files carry stray bytes)."""
-    data = path.read_bytes()
+    data = read_regular(path, max_bytes=2**20)  # a reading is a few lines; a FIFO or a huge file is refused
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -133,15 +134,20 @@ class NlmTbSource(Source):
         m = re.match(rf"^(?P<case>{self.prefix}_\d+)_(?P<tb>[01])$", stem, re.IGNORECASE)
         label, finding = _FINDINGS[m.group("tb")] if m else ("unknown", None)
         sex = age = reading = None
+        unread = None
         if reading_rel is not None:
-            sex, age, reading = self.read_reading(_read_text(self.root / reading_rel))
+            try:
+                sex, age, reading = self.read_reading(_read_text(self.root / reading_rel))
+            except ParseError as exc:  # the image and its label stand without the reading; the cause is kept
+                unread = str(exc)
         age_years = parse_age(age)
         pediatric, reason = pediatric_from_age(age_years)
         return Record(
             rel=rel, label=label, source_record=reading_rel or rel,
             patient_id=f"{self.name}:{m.group('case').upper()}" if m else None, license=self.license,
             finding_raw=finding, view="PA", age_years=age_years, sex=normalize_sex(sex), pediatric=pediatric,
-            pediatric_reason=reason, mask_rels=list(mask_rels), extra={"reading": reading} if reading else {},
+            pediatric_reason=reason, mask_rels=list(mask_rels),
+            extra={"reading": reading} if reading else {"reading_unreadable": unread} if unread else {},
         )
 
     def _masks_in(self, folder: str, suffix: str = "") -> Iterator[tuple[str, str] | Dropped]:
