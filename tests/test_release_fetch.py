@@ -146,5 +146,5 @@ def test_a_release_that_does_not_name_its_repositories_is_refused(tmp_path, caps
 def test_fetch_needs_a_source_or_a_release(tmp_path, capsys):
     assert main(["fetch", "--out", str(tmp_path / "raw")]) == 2
     assert "--source NAME" in capsys.readouterr().err and not (tmp_path / "raw").exists()
-    assert main(["fetch", "--release", str(RELEASE), "--out", str(tmp_path / "raw"), "--commit", "abc"]) == 2
+    assert main(["fetch", "--release", str(RELEASE), "--out", str(tmp_path / "raw"), "--commit", "a" * 40]) == 2
     assert "does not apply with --release" in capsys.readouterr().err
