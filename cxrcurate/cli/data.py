@@ -165,6 +165,12 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     _check_radius(args)
     df = read_manifest(args.manifest)
     pairs = args.pairs if args.pairs is not None else read_pairs(args.manifest)
+    from . import leakcheck
+
+    if leakcheck.wants(args):
+        if args.run is not None:
+            raise UsageError("--run checks a bench run's splits; use it without --split-file/--measure/--montage")
+        return leakcheck.run(args, df, pairs)
     if args.run is None:
         report = leakage_report(df, split_column=args.split_column, pairs=pairs, radius=args.radius)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
@@ -264,4 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="check every seed of a `cxrcurate bench` run folder: its split mapped onto the FULL manifest "
                          "(links through rows the run left out count)")
     lk.add_argument("--format", choices=["text", "json"], default="text")
+    from . import leakcheck
+
+    leakcheck.add_args(lk)
     lk.set_defaults(func=cmd_leakage)

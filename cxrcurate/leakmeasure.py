@@ -1,0 +1,342 @@
+"""What a leak is worth, without training a network: nearest neighbours by image content across a split.
+
+Why: a model can only exploit a leak it can find, and the cheapest model that finds copies and patients is a
+nearest-neighbour one. So for a split (given, or made here per image) this measures, on its train and test rows:
+
+- for each test row its nearest train row by image content (dedup's crop-tolerant descriptor of the whole view,
+  whitened; or the pHash bits when the files are not at hand) and whether that neighbour is the same picture (dup
+  group, else pixel/file hash) or the same unit (patient, alias or linked picture): the share of test rows with a
+  copy / their own unit in train, and the share whose nearest neighbour is one;
+- a k-NN classifier's test score (COVID-19 vs the rest; ROC AUC and balanced accuracy) under the given split and
+  under a unit-aware split of the same rows (``splits.make_split``: whole units, same test share, stratified by the
+  label), with unit-bootstrap 95% CIs; the difference is the *memorisation gain* the split hands a model;
+- confounds, no training: the label predicted by the source alone (train rates applied to test), and the source
+  predicted by image content (k-NN under the unit-aware split), each against its chance level.
+
+A figure that the data cannot carry (one class, one unit or source, every resample alike) is reported as
+"insufficient evidence" with the reason, never as a number. ``measure_leak`` is the library entry point (the
+bench comparison and the report can call it on a run's split); ``LeakMeasure.to_dict`` is its JSON form.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import CxrcurateError
+from .splits import make_split, split_groups
+
+log = logging.getLogger(__name__)
+TASK_LABELS = ("normal", "pneumonia", "other", "covid19")  # COVID-19 (1) vs the rest (0); unknown takes no part
+
+
+@dataclass
+class Figure:
+    """A score with its unit-bootstrap 95% CI and chance level, or the reason the evidence is insufficient."""
+
+    name: str
+    value: float | None = None
+    ci: list[float] | None = None
+    chance: float | None = None
+    insufficient: str | None = None
+
+    def verdict(self) -> str:
+        """Words for the figure against its chance level (or zero, for a difference)."""
+        if self.insufficient:
+            return f"insufficient evidence: {self.insufficient}"
+        lo, hi = self.ci
+        ref = self.chance if self.chance is not None else 0.0
+        if lo > ref:
+            return "above chance" if self.chance is not None else "a gain (CI above 0)"
+        if hi < ref:
+            return "below chance" if self.chance is not None else "a loss (CI below 0)"
+        return "within chance (CI includes it)" if self.chance is not None else "no difference shown (CI includes 0)"
+
+    def text(self) -> str:
+        if self.insufficient:
+            return f"{self.name}: insufficient evidence ({self.insufficient})"
+        ch = f", chance {self.chance:.3f}" if self.chance is not None else ""
+        sign = "+" if self.chance is None and self.value >= 0 else ""
+        return f"{self.name}: {sign}{self.value:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}]{ch} - {self.verdict()}"
+
+
+@dataclass
+class LeakMeasure:
+    """What ``measure_leak`` found."""
+
+    rows: dict[str, int]
+    neighbours: dict[str, Any]
+    given: dict[str, Figure]
+    unit_aware: dict[str, Figure]
+    gain: dict[str, Figure]
+    confounds: dict[str, Figure]
+    embedding: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; a figure without evidence has ``value`` None and ``insufficient`` set."""
+        figs = {k: {n: {**vars(f), "verdict": f.verdict()} for n, f in getattr(self, k).items()}
+                for k in ("given", "unit_aware", "gain", "confounds")}
+        return {"rows": self.rows, "embedding": self.embedding, "neighbours": self.neighbours, **figs,
+                "notes": self.notes}
+
+    def to_text(self) -> str:
+        n = self.neighbours
+        lines = [f"leak measure ({self.embedding} embedding; k-NN, COVID-19 vs the rest): " +
+                 ", ".join(f"{k} {v:,}" for k, v in self.rows.items())]
+        if n.get("test_rows"):
+            lines += [f"  test rows with a copy of their picture in train: {n['has_copy']:,} of {n['test_rows']:,} "
+                      f"({n['has_copy'] / n['test_rows']:.1%}); with their unit (patient or linked picture): "
+                      f"{n['has_unit']:,} ({n['has_unit'] / n['test_rows']:.1%})",
+                      f"  nearest train row is a copy: {n['nn_copy']:,} ({n['nn_copy'] / n['test_rows']:.1%}); "
+                      f"is of the same unit: {n['nn_unit']:,} ({n['nn_unit'] / n['test_rows']:.1%})"]
+        for title, key in (("given split", "given"), ("unit-aware split of the same rows", "unit_aware"),
+                           ("memorisation gain (given - unit-aware)", "gain"), ("confounds (no training)",
+                                                                                "confounds")):
+            lines.append(f"  {title}:")
+            lines += [f"    {f.text()}" for f in getattr(self, key).values()]
+        lines += [f"  note: {x}" for x in self.notes]
+        return "\n".join(lines)
+
+
+def content_vectors(df: pd.DataFrame, root: str | os.PathLike | None = None, kind: str = "auto",
+                    progress: bool = False) -> tuple[np.ndarray, str, np.ndarray]:
+    """Unit-norm content vectors of the rows, the kind used, and which rows have one.
+
+    ``descriptor``: dedup's whole-view descriptor (``dedup.descriptors.raw_descriptors``), whitened on these rows;
+    needs the files under ``root``. ``phash``: the 64 pHash bits as +-1 (no decoding). ``auto``: descriptor when
+    ``root`` is given, else phash.
+    """
+    if kind == "auto":
+        kind = "descriptor" if root is not None else "phash"
+    if kind == "phash":
+        if "phash" not in df.columns:
+            raise CxrcurateError("the manifest has no phash column; give the data root for image descriptors")
+        ok = df["phash"].notna().to_numpy()
+        h = df["phash"].fillna(0).astype("uint64").to_numpy()
+        bits = ((h[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).astype(np.float32) * 2 - 1
+        return bits / 8.0, kind, ok
+    if kind != "descriptor":
+        raise CxrcurateError(f"unknown embedding {kind!r}; choose auto, descriptor or phash")
+    from tqdm import tqdm
+
+    from .dedup.descriptors import SIDE, fit_whitening, raw_descriptors, whiten
+    from .imageio import decode_image
+    from .manifest import safe_path
+
+    raw = np.zeros((len(df), SIDE * SIDE), np.float32)
+    ok = np.zeros(len(df), bool)
+    for i, (iid, rel) in enumerate(tqdm(list(zip(df["image_id"], df["path"], strict=True)), disable=not progress,
+                                        desc="content vectors", unit="img")):
+        try:
+            raw[i] = raw_descriptors(decode_image(safe_path(root, rel, str(iid))).pixels)[0]
+            ok[i] = True
+        except Exception as exc:  # noqa: BLE001 - a file gone or changed: that row takes no part, and is counted
+            log.warning("%s: no content vector (%s)", iid, exc)
+    mean, proj = fit_whitening(raw[ok][:, None, :] if ok.any() else raw[:1, None, :])
+    return whiten(raw, mean, proj), kind, ok
+
+
+def _members(units: np.ndarray) -> list[np.ndarray]:
+    codes = pd.factorize(pd.Series(units).astype(str))[0]
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(codes) else []
+
+
+def _metric(name: str, y: np.ndarray, p: np.ndarray, hard: bool = False) -> float:
+    """ROC AUC of scores ``p``, or balanced accuracy of ``p >= 0.5`` (of the classes ``p`` when ``hard``)."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    if len(set(y.tolist())) < 2:
+        return float("nan")
+    if name == "roc_auc":
+        return float(roc_auc_score(y, p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true" in a resample
+        return float(balanced_accuracy_score(y, p if hard else (p >= 0.5).astype(int)))
+
+
+def _boot(name: str, y: np.ndarray, p: np.ndarray, units: np.ndarray, n_boot: int, seed: int,
+          hard: bool = False) -> np.ndarray:
+    """The metric on ``n_boot`` resamples of whole units (NaN where undefined)."""
+    members, rng = _members(units), np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+        out[b] = _metric(name, y[idx], p[idx], hard)
+    return out
+
+
+def _figure(name: str, value: float, boots: np.ndarray, chance: float | None, why: str | None = None) -> Figure:
+    """A Figure, or insufficient evidence when the point, most resamples or the interval's width say so."""
+    if why:
+        return Figure(name, insufficient=why, chance=chance)
+    if not np.isfinite(value):
+        return Figure(name, insufficient="the score is undefined here (one class only)", chance=chance)
+    ok = boots[np.isfinite(boots)]
+    if len(ok) < len(boots) / 2:
+        return Figure(name, insufficient=f"{len(boots) - len(ok)} of {len(boots)} resamples undefined", chance=chance)
+    lo, hi = float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))
+    if hi - lo <= 1e-12:
+        return Figure(name, insufficient="every resample gives the same value (too few units to tell)", chance=chance)
+    return Figure(name, round(float(value), 4), [round(lo, 4), round(hi, 4)], chance)
+
+
+def _knn(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, k: int, proba: bool = True) -> np.ndarray:
+    """Distance-weighted k-NN: P(class 1) of a 0/1 target, or the predicted class (``proba`` False)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    clf = KNeighborsClassifier(n_neighbors=min(k, len(y_tr)), weights="distance").fit(x_tr, y_tr)
+    return clf.predict_proba(x_te)[:, list(clf.classes_).index(1)] if proba else clf.predict(x_te)
+
+
+def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train: np.ndarray, test: np.ndarray,
+            k: int, n_boot: int, seed: int) -> tuple[dict[str, Figure], dict[str, np.ndarray]]:
+    why = None
+    if train.sum() == 0 or test.sum() == 0:
+        why = "a side is empty"
+    elif len(set(y[train].tolist())) < 2:
+        why = "the train side holds one class"
+    elif len(set(y[test].tolist())) < 2:
+        why = "the test side holds one class"
+    elif len(set(units[test].tolist())) < 2:
+        why = "the test side holds one unit"
+    figs, boots = {}, {}
+    p = _knn(x[train], y[train], x[test], k) if why is None else None
+    for m, chance in (("roc_auc", 0.5), ("balanced_accuracy", 0.5)):
+        value = _metric(m, y[test], p) if p is not None else float("nan")
+        boots[m] = _boot(m, y[test], p, units[test], n_boot, seed) if p is not None else np.full(n_boot, np.nan)
+        figs[m] = _figure(f"{prefix} {m}", value, boots[m], chance, why)
+    return figs, boots
+
+
+def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None = None, root: str | os.PathLike |
+                 None = None, pairs: pd.DataFrame | None = None, embedding: str = "auto", k: int = 5, seed: int = 0,
+                 n_boot: int = 1000, progress: bool = False) -> LeakMeasure:
+    """Measure what the split ``side`` (aligned with ``df.index``: train/test; other values take no part) is worth
+    to a nearest-neighbour model; see the module docstring.
+
+    Args:
+        df: the FULL manifest (units are computed on all of it).
+        side: each row's side.
+        vectors: content vectors of ``df``'s rows (else computed by ``content_vectors``).
+        root: data root for the image descriptors (else the pHash embedding).
+        pairs: dedup's pairs table (its accepted pairs join units).
+        k, seed, n_boot: neighbours, seed of the unit-aware split and of the bootstrap, resamples.
+    """
+    side = pd.Series(side, index=df.index).astype(object)
+    units_all = split_groups(df, pairs)
+    picture = df["image_id"].astype(str)
+    for col in ("pixel_sha256", "file_sha256", "dup_group"):
+        if col in df.columns:
+            picture = df[col].astype(object).where(df[col].notna(), picture)
+    use = side.isin(["train", "test"]).to_numpy()
+    notes = []
+    if side.eq("val").any():
+        notes.append(f"{int(side.eq('val').sum()):,} val rows take no part (train vs test is measured)")
+    if vectors is None:
+        vectors, embedding, ok = content_vectors(df[use], root, embedding, progress)
+        full = np.zeros((len(df), vectors.shape[1]), np.float32)
+        full[use], has = vectors, np.zeros(len(df), bool)
+        has[use] = ok
+        vectors = full
+    else:
+        has, embedding = np.ones(len(df), bool), embedding if embedding != "auto" else "given"
+    if (use & ~has).any():
+        notes.append(f"{int((use & ~has).sum()):,} row(s) without a content vector take no part")
+    use &= has
+    tr, te = use & side.eq("train").to_numpy(), use & side.eq("test").to_numpy()
+    rows = {"train": int(tr.sum()), "test": int(te.sum())}
+    nb: dict[str, Any] = {"test_rows": int(te.sum())}
+    if tr.any() and te.any():
+        sims = vectors[te] @ vectors[tr].T
+        nn = np.flatnonzero(tr)[sims.argmax(axis=1)]
+        pic, unit = picture.to_numpy(), units_all.to_numpy()
+        nb.update(has_copy=int(pd.Series(pic[te]).isin(set(pic[tr])).sum()),
+                  has_unit=int(pd.Series(unit[te]).isin(set(unit[tr])).sum()),
+                  nn_copy=int((pic[nn] == pic[te]).sum()), nn_unit=int((unit[nn] == unit[te]).sum()))
+    labels = df["label"].astype(str) if "label" in df.columns else pd.Series("unknown", index=df.index)
+    task = use & labels.isin(TASK_LABELS).to_numpy()
+    if (use & ~task).any():
+        notes.append(f"{int((use & ~task).sum()):,} row(s) labelled outside {list(TASK_LABELS)} take no part in "
+                     "the scores")
+    y = (labels == "covid19").astype(int).to_numpy()
+    units = units_all.to_numpy()
+    given, gb = _scores("given", vectors, y, units, tr & task, te & task, k, n_boot, seed)
+    # the unit-aware split of the same rows: same test share, whole units, stratified by the task label
+    unit_aware, ub = {}, {}
+    rows_t = df[task].assign(_y=y[task])
+    why = None
+    try:
+        share = (te & task).sum() / max(1, task.sum())
+        made = make_split(rows_t, test=float(share), val=0.0, seed=seed, stratify="_y", universe=df, units=units_all)
+        ua = pd.Series(made["split"].to_numpy(), index=made.index).reindex(df.index)
+        utr, ute = (ua == "train").to_numpy() & task, (ua == "test").to_numpy() & task
+        rows.update(unit_aware_train=int(utr.sum()), unit_aware_test=int(ute.sum()))
+        unit_aware, ub = _scores("unit-aware", vectors, y, units, utr, ute, k, n_boot, seed + 1)
+    except CxrcurateError as exc:
+        why = f"no unit-aware split of these rows: {exc}"
+        utr = ute = np.zeros(len(df), bool)
+        unit_aware = {m: Figure(f"unit-aware {m}", insufficient=why) for m in ("roc_auc", "balanced_accuracy")}
+    gain = {}
+    for m in ("roc_auc", "balanced_accuracy"):
+        bad = given[m].insufficient or unit_aware[m].insufficient
+        diff = (given[m].value - unit_aware[m].value) if not bad else float("nan")
+        gain[m] = _figure(f"gain {m}", diff, gb[m] - ub[m] if not bad else np.full(n_boot, np.nan), None,
+                          "a side's score has no evidence" if bad else None)
+    confounds = _confounds(df, vectors, y, units, tr & task, te & task, utr, ute, k, n_boot, seed)
+    return LeakMeasure(rows, nb, given, unit_aware, gain, confounds, embedding, notes)
+
+
+def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray, tr: np.ndarray, te: np.ndarray,
+               utr: np.ndarray, ute: np.ndarray, k: int, n_boot: int, seed: int) -> dict[str, Figure]:
+    """Label from source alone (train rates on test, ROC AUC vs 0.5); source from content (k-NN under the
+    unit-aware split, balanced accuracy vs 1/sources)."""
+    src = df["source"].astype(str).to_numpy() if "source" in df.columns else np.full(len(df), "?")
+    out = {}
+    name = "label from source alone (roc_auc)"
+    if len(set(src[tr | te].tolist())) < 2:
+        out["label_from_source"] = Figure(name, chance=0.5, insufficient="one source only")
+    elif len(set(y[te].tolist())) < 2 or not tr.any():
+        out["label_from_source"] = Figure(name, chance=0.5, insufficient="the test side holds one class")
+    else:
+        rate = pd.Series(y[tr]).groupby(src[tr]).agg(["sum", "count"])
+        prior = y[tr].mean()
+        p = np.array([(rate.loc[s, "sum"] + prior) / (rate.loc[s, "count"] + 1) if s in rate.index else prior
+                      for s in src[te]])
+        out["label_from_source"] = _figure(name, _metric("roc_auc", y[te], p),
+                                           _boot("roc_auc", y[te], p, units[te], n_boot, seed), 0.5)
+    name = "source from image content (balanced_accuracy, unit-aware split)"
+    both = sorted(set(src[utr].tolist()) & set(src[ute].tolist()))
+    if len(both) < 2:
+        out["source_from_content"] = Figure(name, insufficient="fewer than two sources on both sides")
+        return out
+    keep_tr, keep_te = utr & np.isin(src, both), ute & np.isin(src, both)
+    codes = {s: i for i, s in enumerate(both)}
+    ys = np.array([codes.get(s, -1) for s in src])
+    pred = _knn(x[keep_tr], ys[keep_tr], x[keep_te], k, proba=False)
+    value = _metric("balanced_accuracy", ys[keep_te], pred, hard=True)
+    boots = _boot("balanced_accuracy", ys[keep_te], pred, units[keep_te], n_boot, seed, hard=True)
+    out["source_from_content"] = _figure(name, value, boots, round(1 / len(both), 4))
+    return out
+
+
+def per_image_split(df: pd.DataFrame, test: float = 0.2, seed: int = 0) -> pd.Series:
+    """A seeded per-image train/test split of every row with a task label, stratified by COVID-19 vs the rest:
+    what a random split of files does (LEAKY on purpose; it is the reference a leak is measured against)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = df["label"].astype(str)
+    rows = np.flatnonzero(labels.isin(TASK_LABELS).to_numpy())
+    y = (labels.iloc[rows] == "covid19").to_numpy()
+    tr, te = train_test_split(rows, test_size=test, stratify=y, random_state=seed)
+    side = np.full(len(df), None, dtype=object)
+    side[tr], side[te] = "train", "test"
+    return pd.Series(side, index=df.index, name="split")
