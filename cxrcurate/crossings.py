@@ -92,7 +92,7 @@ def crossings(df: pd.DataFrame, side: pd.Series, pairs: pd.DataFrame | None = No
     if len(out):
         out["_l"] = out["link"].map({k: n for n, k in enumerate(LINKS)})
         out = out.sort_values(["_l", "image_a", "image_b"]).drop(columns="_l").reset_index(drop=True)
-    return out
+    return out.astype(object).where(out.notna(), None)  # None (JSON null), not NaN, for an unknown patient
 
 
 def montage(pairs: pd.DataFrame, df: pd.DataFrame, root: str | os.PathLike, out: str | os.PathLike, n: int = 12,

@@ -7,7 +7,8 @@ nearest-neighbour one. So for a split (given, or made here per image) this measu
   whitened; or the pHash bits when the files are not at hand) and whether that neighbour is the same picture (dup
   group, else pixel/file hash) or the same unit (patient, alias or linked picture): the share of test rows with a
   copy / their own unit in train, and the share whose nearest neighbour is one;
-- a k-NN classifier's test score (COVID-19 vs the rest; ROC AUC and balanced accuracy) under the given split and
+- a k-NN classifier's test score (COVID-19 vs the rest; ROC AUC, and balanced accuracy with COVID-19 called when
+  its distance-weighted share among the k neighbours exceeds its share in train) under the given split and
   under a unit-aware split of the same rows (``splits.make_split``: whole units, same test share, stratified by the
   label), with unit-bootstrap 95% CIs; the difference is the *memorisation gain* the split hands a model;
 - confounds, no training: the label predicted by the source alone (train rates applied to test), and the source
@@ -148,8 +149,8 @@ def _members(units: np.ndarray) -> list[np.ndarray]:
     return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(codes) else []
 
 
-def _metric(name: str, y: np.ndarray, p: np.ndarray, hard: bool = False) -> float:
-    """ROC AUC of scores ``p``, or balanced accuracy of ``p >= 0.5`` (of the classes ``p`` when ``hard``)."""
+def _metric(name: str, y: np.ndarray, p: np.ndarray, hard: bool = False, cut: float = 0.5) -> float:
+    """ROC AUC of scores ``p``, or balanced accuracy of ``p >= cut`` (of the classes ``p`` when ``hard``)."""
     import warnings
 
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
@@ -160,17 +161,17 @@ def _metric(name: str, y: np.ndarray, p: np.ndarray, hard: bool = False) -> floa
         return float(roc_auc_score(y, p))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true" in a resample
-        return float(balanced_accuracy_score(y, p if hard else (p >= 0.5).astype(int)))
+        return float(balanced_accuracy_score(y, p if hard else (p >= cut).astype(int)))
 
 
 def _boot(name: str, y: np.ndarray, p: np.ndarray, units: np.ndarray, n_boot: int, seed: int,
-          hard: bool = False) -> np.ndarray:
+          hard: bool = False, cut: float = 0.5) -> np.ndarray:
     """The metric on ``n_boot`` resamples of whole units (NaN where undefined)."""
     members, rng = _members(units), np.random.default_rng(seed)
     out = np.empty(n_boot)
     for b in range(n_boot):
         idx = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-        out[b] = _metric(name, y[idx], p[idx], hard)
+        out[b] = _metric(name, y[idx], p[idx], hard, cut)
     return out
 
 
@@ -210,10 +211,14 @@ def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train:
         why = "the test side holds one unit"
     figs, boots = {}, {}
     p = _knn(x[train], y[train], x[test], k) if why is None else None
+    cut = float(y[train].mean()) if why is None else 0.5  # COVID-19 when its share among the neighbours beats train's
     for m, chance in (("roc_auc", 0.5), ("balanced_accuracy", 0.5)):
-        value = _metric(m, y[test], p) if p is not None else float("nan")
-        boots[m] = _boot(m, y[test], p, units[test], n_boot, seed) if p is not None else np.full(n_boot, np.nan)
-        figs[m] = _figure(f"{prefix} {m}", value, boots[m], chance, why)
+        value = _metric(m, y[test], p, cut=cut) if p is not None else float("nan")
+        boots[m] = (_boot(m, y[test], p, units[test], n_boot, seed, cut=cut) if p is not None
+                    else np.full(n_boot, np.nan))
+        one = m == "balanced_accuracy" and p is not None and len(set((p >= cut).tolist())) < 2
+        figs[m] = _figure(f"{prefix} {m}", value, boots[m], chance,
+                          why or ("the k-NN gives every test row the same class" if one else None))
     return figs, boots
 
 
@@ -237,7 +242,7 @@ def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None =
     for col in ("pixel_sha256", "file_sha256", "dup_group"):
         if col in df.columns:
             picture = df[col].astype(object).where(df[col].notna(), picture)
-    use = side.isin(["train", "test"]).to_numpy()
+    use = side.isin(["train", "test"]).to_numpy().copy()
     notes = []
     if side.eq("val").any():
         notes.append(f"{int(side.eq('val').sum()):,} val rows take no part (train vs test is measured)")

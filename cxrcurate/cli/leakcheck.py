@@ -89,8 +89,8 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
         f"{k} {v:,}" for k, v in cross["link"].value_counts().items()) + ")" if len(cross) else "")]
     for rec in cross.head(args.examples).to_dict("records"):
         text.append(f"  {rec['link']:12s} {rec['side_a']} {rec['image_a']} ({rec['source_a']}, patient "
-                    f"{rec['patient_a']})  <->  {rec['side_b']} {rec['image_b']} ({rec['source_b']}, patient "
-                    f"{rec['patient_b']})")
+                    f"{rec['patient_a'] or 'unknown'})  <->  {rec['side_b']} {rec['image_b']} ({rec['source_b']}, "
+                    f"patient {rec['patient_b'] or 'unknown'})")
     if args.montage:
         if root is None:
             raise UsageError("--montage needs the images: give --data-root")
