@@ -34,6 +34,7 @@ from .splits import make_split, split_groups
 
 log = logging.getLogger(__name__)
 TASK_LABELS = ("normal", "pneumonia", "other", "covid19")  # COVID-19 (1) vs the rest (0); unknown takes no part
+MIN_UNITS = 20  # below this many test units an interval of zero width says "too few units", not "certain"
 
 
 @dataclass
@@ -175,8 +176,11 @@ def _boot(name: str, y: np.ndarray, p: np.ndarray, units: np.ndarray, n_boot: in
     return out
 
 
-def _figure(name: str, value: float, boots: np.ndarray, chance: float | None, why: str | None = None) -> Figure:
-    """A Figure, or insufficient evidence when the point, most resamples or the interval's width say so."""
+def _figure(name: str, value: float, boots: np.ndarray, chance: float | None, why: str | None = None,
+            units: int = 0) -> Figure:
+    """A Figure, or insufficient evidence when the point, most resamples or the interval's width say so (an
+    interval of zero width over fewer than ``MIN_UNITS`` units: every resample alike because there is little to
+    resample; over more, it is a perfect separation and is reported)."""
     if why:
         return Figure(name, insufficient=why, chance=chance)
     if not np.isfinite(value):
@@ -185,7 +189,7 @@ def _figure(name: str, value: float, boots: np.ndarray, chance: float | None, wh
     if len(ok) < len(boots) / 2:
         return Figure(name, insufficient=f"{len(boots) - len(ok)} of {len(boots)} resamples undefined", chance=chance)
     lo, hi = float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))
-    if hi - lo <= 1e-12:
+    if hi - lo <= 1e-12 and units < MIN_UNITS:
         return Figure(name, insufficient="every resample gives the same value (too few units to tell)", chance=chance)
     return Figure(name, round(float(value), 4), [round(lo, 4), round(hi, 4)], chance)
 
@@ -218,7 +222,8 @@ def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train:
                     else np.full(n_boot, np.nan))
         one = m == "balanced_accuracy" and p is not None and len(set((p >= cut).tolist())) < 2
         figs[m] = _figure(f"{prefix} {m}", value, boots[m], chance,
-                          why or ("the k-NN gives every test row the same class" if one else None))
+                          why or ("the k-NN gives every test row the same class" if one else None),
+                          len(set(units[test].tolist())))
     return figs, boots
 
 
@@ -295,7 +300,8 @@ def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None =
         bad = given[m].insufficient or unit_aware[m].insufficient
         diff = (given[m].value - unit_aware[m].value) if not bad else float("nan")
         gain[m] = _figure(f"gain {m}", diff, gb[m] - ub[m] if not bad else np.full(n_boot, np.nan), None,
-                          "a side's score has no evidence" if bad else None)
+                          "a side's score has no evidence" if bad else None,
+                          min(len(set(units[te & task].tolist())), len(set(units[ute].tolist()))))
     confounds = _confounds(df, vectors, y, units, tr & task, te & task, utr, ute, k, n_boot, seed)
     return LeakMeasure(rows, nb, given, unit_aware, gain, confounds, embedding, notes)
 
@@ -317,7 +323,8 @@ def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray
         p = np.array([(rate.loc[s, "sum"] + prior) / (rate.loc[s, "count"] + 1) if s in rate.index else prior
                       for s in src[te]])
         out["label_from_source"] = _figure(name, _metric("roc_auc", y[te], p),
-                                           _boot("roc_auc", y[te], p, units[te], n_boot, seed), 0.5)
+                                           _boot("roc_auc", y[te], p, units[te], n_boot, seed), 0.5,
+                                           units=len(set(units[te].tolist())))
     name = "source from image content (balanced_accuracy, unit-aware split)"
     both = sorted(set(src[utr].tolist()) & set(src[ute].tolist()))
     if len(both) < 2:
@@ -329,7 +336,8 @@ def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray
     pred = _knn(x[keep_tr], ys[keep_tr], x[keep_te], k, proba=False)
     value = _metric("balanced_accuracy", ys[keep_te], pred, hard=True)
     boots = _boot("balanced_accuracy", ys[keep_te], pred, units[keep_te], n_boot, seed, hard=True)
-    out["source_from_content"] = _figure(name, value, boots, round(1 / len(both), 4))
+    out["source_from_content"] = _figure(name, value, boots, round(1 / len(both), 4),
+                                         units=len(set(units[keep_te].tolist())))
     return out
 
 
