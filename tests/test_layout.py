@@ -11,7 +11,7 @@ import cxrcurate
 PACKAGE = Path(cxrcurate.__file__).parent
 # Rooms from the bottom of the data flow to the top; a room may import only rooms listed before it (and itself).
 ROOMS = ["errors", "labels", "imageio", "manifest", "sample", "sources", "fetch", "build", "dedup", "stats",
-         "splits", "release", "preprocess", "datasets", "models", "bench", "audit", "report", "cli"]
+         "splits", "splitcheck", "release", "preprocess", "datasets", "models", "bench", "audit", "report", "cli"]
 
 
 def _module(path: Path) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cxrcurate.cli import main
-from cxrcurate.leakmeasure import measure_leak, per_image_split
+from cxrcurate.splitcheck.measure import measure_leak, per_image_split
 
 
 def _copies(n_pictures: int = 150, seed: int = 0, sources: int = 1) -> tuple[pd.DataFrame, np.ndarray]:

@@ -15,8 +15,8 @@ import pytest
 
 from cxrcurate.cli import main
 from cxrcurate.errors import UsageError
-from cxrcurate.splitfiles import parse_covidx_line, read_covidx, read_split_files
-from cxrcurate.splitmatch import match_entries
+from cxrcurate.splitcheck.files import parse_covidx_line, read_covidx, read_split_files
+from cxrcurate.splitcheck.match import match_entries
 
 FIX = Path(__file__).parent / "fixtures" / "splitfiles"
 

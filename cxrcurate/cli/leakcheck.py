@@ -59,7 +59,7 @@ def _root(args: argparse.Namespace, df: pd.DataFrame) -> Path | None:
 
 def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
     """``leakage`` with split files, crossings, a montage and/or the measure; exit 1 when anything crosses."""
-    from ..crossings import crossings, montage
+    from ..splitcheck.crossings import crossings, montage
     from ..splits import leakage_report
 
     if args.examples < 0:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
     if args.per_image:
         if args.split_file:
             raise UsageError("--per-image measures a split made here; leave out --split-file")
-        from ..leakmeasure import per_image_split
+        from ..splitcheck.measure import per_image_split
 
         side = per_image_split(df, seed=args.seed)
         text.append(f"a per-image split (seed {args.seed}, 20% test) of the {int(side.notna().sum()):,} labelled rows")
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
         else:
             text.append("no crossing pair to draw; no montage written")
     if args.measure:
-        from ..leakmeasure import measure_leak
+        from ..splitcheck.measure import measure_leak
 
         kind = args.embedding if args.embedding != "auto" else ("descriptor" if root is not None else "phash")
         result = measure_leak(df, side, root=root, pairs=pairs_df, embedding=kind, seed=args.seed,
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
 def _side_from_files(args: argparse.Namespace, df: pd.DataFrame, root: Path | None, out: dict[str, Any],
                      text: list[str]) -> pd.Series:
     """Read and match the split files; fill ``out``/``text`` with the matching's account."""
-    from ..splitfiles import read_split_files
-    from ..splitmatch import match_entries
+    from ..splitcheck.files import read_split_files
+    from ..splitcheck.match import match_entries
 
     entries = read_split_files(args.split_file, args.split_format)
     dropped_path = args.manifest.with_name(args.manifest.stem + ".dropped.parquet")

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .splits import SIDES, split_groups
+from ..imageio import decode_image
+from ..manifest import safe_path
+from ..splits import SIDES, split_groups
 
 LINKS = ("file_sha256", "pixel_sha256", "dup_group", "pair", "patient", "unit")
 CROSSING_COLUMNS = ("link", "side_a", "image_a", "source_a", "patient_a", "side_b", "image_b", "source_b",
@@ -103,9 +105,6 @@ def montage(pairs: pd.DataFrame, df: pd.DataFrame, root: str | os.PathLike, out:
         CxrcurateError: an image cannot be read under ``root`` (the manifest's data root).
     """
     from PIL import Image, ImageDraw
-
-    from .imageio import decode_image
-    from .manifest import safe_path
 
     paths = dict(zip(df["image_id"].astype(str), df["path"].astype(str), strict=True))
     tiles = []

@@ -1,4 +1,4 @@
-"""Map the entries of a split made elsewhere (``splitfiles``) onto manifest rows, and say why the rest do not map.
+"""Map the entries of a split made elsewhere (``splitcheck.files``) onto manifest rows, and say why the rest do not map.
 
 An entry matches, in this order: by sha256 (the manifest's ``file_sha256``, or the ORIGINAL file's sha256 from an
 ``ORIGINALS.csv``-style table or a release table, which survives a different folder layout or a resized copy), by
@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .splits import SIDES
+from ..splits import SIDES
 
 # COVIDx source tags -> cxrcurate source names (lindawangg/COVID-Net create_COVIDx notebooks and label files).
 SOURCE_TAGS = {"fig1": "figure1", "actmed": "actualmed", "figure1": "figure1", "actualmed": "actualmed",

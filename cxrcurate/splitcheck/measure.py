@@ -29,8 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import CxrcurateError
-from .splits import make_split, split_groups
+from ..dedup.descriptors import SIDE, fit_whitening, raw_descriptors, whiten
+from ..errors import CxrcurateError
+from ..imageio import decode_image
+from ..manifest import safe_path
+from ..splits import make_split, split_groups
 
 log = logging.getLogger(__name__)
 TASK_LABELS = ("normal", "pneumonia", "other", "covid19")  # COVID-19 (1) vs the rest (0); unknown takes no part
@@ -126,10 +129,6 @@ def content_vectors(df: pd.DataFrame, root: str | os.PathLike | None = None, kin
     if kind != "descriptor":
         raise CxrcurateError(f"unknown embedding {kind!r}; choose auto, descriptor or phash")
     from tqdm import tqdm
-
-    from .dedup.descriptors import SIDE, fit_whitening, raw_descriptors, whiten
-    from .imageio import decode_image
-    from .manifest import safe_path
 
     raw = np.zeros((len(df), SIDE * SIDE), np.float32)
     ok = np.zeros(len(df), bool)

@@ -2,7 +2,7 @@
 per-split Parquet files, into one table of *entries* (one per image named, with the side it was put on).
 
 Why: most people meet their data through someone else's split, and checking it for leaks starts by reading it in
-whatever shape it was published. Every shape gives the same columns (``ENTRY_COLUMNS``); ``splitmatch`` then maps
+whatever shape it was published. Every shape gives the same columns (``ENTRY_COLUMNS``); ``splitcheck.match`` then maps
 entries to manifest rows. Nothing is lost: a line that cannot be read becomes an entry with ``problem`` set.
 
 COVIDx label files (lindawangg/COVID-Net; every shape seen in its history, see tests/fixtures/splitfiles):
@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import CxrcurateError, UsageError
+from ..errors import CxrcurateError, UsageError
 
 FORMATS = ("auto", "covidx", "csv", "hf")
 ENTRY_COLUMNS = ("side", "name", "names", "source", "patient", "label", "sha256", "origin", "problem")
