@@ -81,6 +81,13 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
         if args.split_column not in df.columns:
             raise UsageError(f"no column {args.split_column!r}; give --split-file or run `cxrcurate split`")
         side = df[args.split_column]
+    present = sorted(set(side.dropna().astype(str)))
+    if len(present) < 2:  # a check of one side finds nothing by construction: say so, never "OK"
+        out["checked"] = False
+        text.append(f"NOT CHECKED: only side(s) {present} hold manifest rows; a leak needs two sides, so this split "
+                    "cannot be checked against this manifest (add the sources its other side names)")
+        print(json.dumps(out, indent=2, default=str) if args.format == "json" else "\n".join(text))
+        return 1
     report = leakage_report(df.assign(_side=side), split_column="_side", pairs=pairs_df, radius=args.radius)
     report.split_column = "split files" if args.split_file else ("per-image" if args.per_image else args.split_column)
     cross = crossings(df, side, pairs_df)

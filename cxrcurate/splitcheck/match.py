@@ -67,13 +67,21 @@ class MatchResult:
                 "unmatched": int(e["image_id"].isna().sum()),
                 "per_source": {str(k): {str(c): int(v) for c, v in row.items() if v}
                                for k, row in self.per_source().iterrows()},
+                "matched_per_side": {str(k): [int(g["image_id"].notna().sum()), int(len(g))]
+                                     for k, g in e.groupby(e["side"].fillna("(none)"), sort=False)},
                 "named_on_two_sides": len(self.listed_twice)}
 
     def to_text(self, examples: int = 10) -> str:
         s = self.summary()
         lines = [f"split files: {s['entries']:,} entries, {s['matched']:,} matched to manifest rows "
                  f"({', '.join(f'{k} {v:,}' for k, v in s['matched_by'].items()) or 'none'}), {s['unmatched']:,} "
-                 "not", "entries per source tag (matched, and why the others are not):"]
+                 "not", "matched per side: " + ", ".join(f"{k} {a:,} of {n:,}" for k, (a, n) in
+                                                         s["matched_per_side"].items()),
+                 "entries per source tag (matched, and why the others are not):"]
+        empty = [k for k, (a, _) in s["matched_per_side"].items() if a == 0]
+        if empty:
+            lines.insert(2, f"  NOTE: no entry of side(s) {', '.join(empty)} matches a manifest row: nothing on that "
+                            "side can be checked against this manifest")
         lines += ["  " + line for line in self.per_source().to_string().splitlines()]
         for _, group in self.unmatched.groupby(self.unmatched["reason"].str.split(":").str[0], sort=True):
             for rec in group.head(min(examples, 3)).to_dict("records"):
