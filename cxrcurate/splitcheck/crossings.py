@@ -128,5 +128,5 @@ def montage(pairs: pd.DataFrame, df: pd.DataFrame, root: str | os.PathLike, out:
             x += max(im.width, 340) + 10
         draw.text((2, y + height + 28), f"link: {link}", fill="firebrick")
     out = Path(out)
-    canvas.save(out)
+    canvas.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(out, optimize=True)  # grey + one ink
     return out
