@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cxrcurate.cli import main
-from cxrcurate.splitcheck.measure import measure_leak, per_image_split
+from cxrcurate.errors import CxrcurateError
+from cxrcurate.splitcheck.measure import measure_leak, measure_split_table, per_image_split
 
 
 def _copies(n_pictures: int = 150, seed: int = 0, sources: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
@@ -102,3 +103,14 @@ def test_cli_measure_on_the_sample(sample_build, capsys):
         for f in m[group].values():  # either a number with its interval, or the reason there is none
             assert (f["value"] is None) == (f["ci"] is None) == bool(f["insufficient"])
             assert f["verdict"].startswith("insufficient evidence") == bool(f["insufficient"])
+
+
+def test_a_bench_runs_split_table_is_measured_on_the_full_manifest(tmp_path):
+    df, x = _copies(n_pictures=60)
+    side = per_image_split(df, seed=0)
+    table = pd.DataFrame({"image_id": df["image_id"], "split": side}).dropna()
+    table.to_parquet(tmp_path / "split.parquet")
+    got = measure_split_table(df, tmp_path / "split.parquet", vectors=x, n_boot=100)
+    assert got.to_dict() == measure_leak(df, side, vectors=x, n_boot=100).to_dict()
+    with pytest.raises(CxrcurateError, match="lacks column"):
+        measure_split_table(df, table.drop(columns="split"), vectors=x)

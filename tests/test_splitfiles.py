@@ -134,7 +134,10 @@ def test_cli_checks_a_published_pair_in_one_command(deduped, tmp_path, capsys):
     assert "LEAKAGE FOUND" in out and "not in the manifest" in out
     assert "cohen:images/19abe1f3.jpg (cohen, patient cohen:230)  <->  test hannover:png/19abe1f3.png" in out
     assert main(args + ["--format", "json"]) == 1
-    doc = json.loads(capsys.readouterr().out)
+
+    def no_nan(name: str):
+        raise AssertionError(f"{name} in JSON output")
+    doc = json.loads(capsys.readouterr().out, parse_constant=no_nan)
     cross = pd.DataFrame(doc["crossings"])
     pair = cross[(cross["image_a"] == "cohen:images/19abe1f3.jpg") & (cross["image_b"] == "hannover:png/19abe1f3.png")]
     assert pair[["link", "source_a", "source_b", "patient_a", "patient_b"]].values.tolist() == [

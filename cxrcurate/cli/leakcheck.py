@@ -118,6 +118,11 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
     return 0 if report.ok and not out.get("split_files", {}).get("named_on_two_sides") else 1
 
 
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with None (JSON null) for missing values, never NaN."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
 def _side_from_files(args: argparse.Namespace, df: pd.DataFrame, root: Path | None, out: dict[str, Any],
                      text: list[str]) -> pd.Series:
     """Read and match the split files; fill ``out``/``text`` with the matching's account."""
@@ -134,8 +139,9 @@ def _side_from_files(args: argparse.Namespace, df: pd.DataFrame, root: Path | No
     match = match_entries(entries, df, dropped, orig)
     out["split_files"] = {**match.summary(), "files": args.split_file,
                           "dropped_table": str(dropped_path) if dropped is not None else None,
-                          "unmatched_entries": match.unmatched[["origin", "name", "source", "side", "reason"]]
-                          .to_dict("records"), "named_on_two_sides_list": match.listed_twice}
+                          "unmatched_entries": _records(match.unmatched[["origin", "name", "source", "side",
+                                                                         "reason"]]),
+                          "named_on_two_sides_list": match.listed_twice}
     text.append(match.to_text(args.examples))
     if dropped is None:
         text.append(f"  note: no dropped table at {dropped_path}: entries the build left out read 'not in the "

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .crossings import crossings, montage
 from .files import read_split_files
 from .match import MatchResult, match_entries
-from .measure import LeakMeasure, measure_leak, per_image_split
+from .measure import LeakMeasure, measure_leak, measure_split_table, per_image_split
 
-__all__ = ["LeakMeasure", "MatchResult", "crossings", "match_entries", "measure_leak", "montage", "per_image_split",
-           "read_split_files"]
+__all__ = ["LeakMeasure", "MatchResult", "crossings", "match_entries", "measure_leak", "measure_split_table", "montage",
+           "per_image_split", "read_split_files"]

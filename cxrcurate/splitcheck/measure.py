@@ -340,6 +340,23 @@ def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray
     return out
 
 
+def measure_split_table(df: pd.DataFrame, split: pd.DataFrame | str | os.PathLike, **kwargs: Any) -> LeakMeasure:
+    """``measure_leak`` for a split stored as a table of ``image_id`` and ``split`` (a bench run's
+    ``run-*/split.parquet``), mapped onto the FULL manifest ``df``; ``kwargs`` go to ``measure_leak``.
+
+    Raises:
+        CxrcurateError: the table lacks ``image_id`` or ``split``, or none of its ids is in ``df``.
+    """
+    table = split if isinstance(split, pd.DataFrame) else pd.read_parquet(split)
+    missing = {"image_id", "split"} - set(table.columns)
+    if missing:
+        raise CxrcurateError(f"the split table lacks column(s) {sorted(missing)}; give image_id and split")
+    side = df["image_id"].map(table.drop_duplicates("image_id").set_index("image_id")["split"])
+    if side.isna().all():
+        raise CxrcurateError("no image_id of the split table is in the manifest; is it the manifest the run used?")
+    return measure_leak(df, side, **kwargs)
+
+
 def per_image_split(df: pd.DataFrame, test: float = 0.2, seed: int = 0) -> pd.Series:
     """A seeded per-image train/test split of every row with a task label, stratified by COVID-19 vs the rest:
     what a random split of files does (LEAKY on purpose; it is the reference a leak is measured against)."""
