@@ -171,3 +171,20 @@ def test_cli_nothing_matches_says_why(deduped, tmp_path, capsys):
     only.write_text("COVID 1 COVID(1).png positive sirm\n")
     assert main(["leakage", str(deduped), "--split-file", str(only)]) == 2
     assert "source not in the manifest: 'sirm'" in capsys.readouterr().err
+
+
+def test_cli_one_matched_side_is_not_checked_and_the_montage_draws_pairs(deduped, tmp_path, capsys):
+    from PIL import Image
+
+    test_side = tmp_path / "test_rsna.txt"
+    test_side.write_text("35cda03a-0898-4f8b-92d3-6f263aed23ff 35cda03a-0898-4f8b-92d3-6f263aed23ff.png negative "
+                         "rsna\n")
+    assert main(["leakage", str(deduped), "--split-file", str(FIX / "train_COVIDx.txt"), "--split-file",
+                 str(test_side)]) == 1
+    out = capsys.readouterr().out
+    assert "NOT CHECKED" in out and "OK" not in out and "no entry of side(s) test matches" in out
+    png = tmp_path / "pairs.png"
+    assert main(["leakage", str(deduped), "--split-file", f"train={FIX / 'train_COVIDx.txt'}", "--split-file",
+                 str(FIX / "test_COVIDx.txt"), "--montage", str(png), "--examples", "2"]) == 1
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.height == 1 * (200 + 44)  # the one crossing pair, 200 px high + captions
