@@ -128,6 +128,9 @@ def content_vectors(df: pd.DataFrame, root: str | os.PathLike | None = None, kin
         return bits / 8.0, kind, ok
     if kind != "descriptor":
         raise CxrcurateError(f"unknown embedding {kind!r}; choose auto, descriptor or phash")
+    if root is None:
+        raise CxrcurateError("the descriptor embedding decodes the images: give the data root (--data-root), or use "
+                             "--embedding phash")
     from tqdm import tqdm
 
     raw = np.zeros((len(df), SIDE * SIDE), np.float32)
