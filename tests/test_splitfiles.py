@@ -76,6 +76,7 @@ def test_covidx_pair_matches_and_explains_the_rest(deduped):
     assert got["test_COVIDx8B.txt:4"][1].startswith("unreadable line")
     per = m.per_source()
     assert per.loc["sirm", "source not in the manifest"] == 2 and per.loc["cohen", "matched"] == 4
+    assert per.loc["nih-cxr14", "dropped: row_without_file"] == 1  # the dropped table's reason, per source
     assert m.side[df["image_id"] == "covid-cxnet:images/549.png"].iat[0] == "test"  # 'testing' read as test
 
 

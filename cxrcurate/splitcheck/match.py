@@ -52,8 +52,10 @@ class MatchResult:
 
     def per_source(self) -> pd.DataFrame:
         """Entries per source tag: matched, and unmatched per reason kind."""
+        reason = self.entries["reason"].fillna("matched")
+        dropped = reason.str.extract(r"^dropped by the build: (\S+)", expand=False)
         e = self.entries.assign(tag=self.entries["source"].fillna(NO_TAG),
-                                outcome=self.entries["reason"].fillna("matched").str.split(":").str[0])
+                                outcome=("dropped: " + dropped).fillna(reason.str.split(":").str[0]))
         table = pd.crosstab(e["tag"], e["outcome"])
         cols = (["matched"] if "matched" in table.columns else []) + [c for c in table.columns if c != "matched"]
         return table[cols]
