@@ -34,40 +34,10 @@ from ..errors import CxrcurateError
 from ..imageio import decode_image
 from ..manifest import safe_path
 from ..splits import make_split, split_groups
+from .figures import Figure, boot, figure, knn, metric
 
 log = logging.getLogger(__name__)
 TASK_LABELS = ("normal", "pneumonia", "other", "covid19")  # COVID-19 (1) vs the rest (0); unknown takes no part
-MIN_UNITS = 20  # below this many test units an interval of zero width says "too few units", not "certain"
-
-
-@dataclass
-class Figure:
-    """A score with its unit-bootstrap 95% CI and chance level, or the reason the evidence is insufficient."""
-
-    name: str
-    value: float | None = None
-    ci: list[float] | None = None
-    chance: float | None = None
-    insufficient: str | None = None
-
-    def verdict(self) -> str:
-        """Words for the figure against its chance level (or zero, for a difference)."""
-        if self.insufficient:
-            return f"insufficient evidence: {self.insufficient}"
-        lo, hi = self.ci
-        ref = self.chance if self.chance is not None else 0.0
-        if lo > ref:
-            return "above chance" if self.chance is not None else "a gain (CI above 0)"
-        if hi < ref:
-            return "below chance" if self.chance is not None else "a loss (CI below 0)"
-        return "within chance (CI includes it)" if self.chance is not None else "no difference shown (CI includes 0)"
-
-    def text(self) -> str:
-        if self.insufficient:
-            return f"{self.name}: insufficient evidence ({self.insufficient})"
-        ch = f", chance {self.chance:.3f}" if self.chance is not None else ""
-        sign = "+" if self.chance is None and self.value >= 0 else ""
-        return f"{self.name}: {sign}{self.value:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}]{ch} - {self.verdict()}"
 
 
 @dataclass
@@ -146,64 +116,6 @@ def content_vectors(df: pd.DataFrame, root: str | os.PathLike | None = None, kin
     return whiten(raw, mean, proj), kind, ok
 
 
-def _members(units: np.ndarray) -> list[np.ndarray]:
-    codes = pd.factorize(pd.Series(units).astype(str))[0]
-    order = np.argsort(codes, kind="stable")
-    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(codes) else []
-
-
-def _metric(name: str, y: np.ndarray, p: np.ndarray, hard: bool = False, cut: float = 0.5) -> float:
-    """ROC AUC of scores ``p``, or balanced accuracy of ``p >= cut`` (of the classes ``p`` when ``hard``)."""
-    import warnings
-
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-    if len(set(y.tolist())) < 2:
-        return float("nan")
-    if name == "roc_auc":
-        return float(roc_auc_score(y, p))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true" in a resample
-        return float(balanced_accuracy_score(y, p if hard else (p >= cut).astype(int)))
-
-
-def _boot(name: str, y: np.ndarray, p: np.ndarray, units: np.ndarray, n_boot: int, seed: int,
-          hard: bool = False, cut: float = 0.5) -> np.ndarray:
-    """The metric on ``n_boot`` resamples of whole units (NaN where undefined)."""
-    members, rng = _members(units), np.random.default_rng(seed)
-    out = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-        out[b] = _metric(name, y[idx], p[idx], hard, cut)
-    return out
-
-
-def _figure(name: str, value: float, boots: np.ndarray, chance: float | None, why: str | None = None,
-            units: int = 0) -> Figure:
-    """A Figure, or insufficient evidence when the point, most resamples or the interval's width say so (an
-    interval of zero width over fewer than ``MIN_UNITS`` units: every resample alike because there is little to
-    resample; over more, it is a perfect separation and is reported)."""
-    if why:
-        return Figure(name, insufficient=why, chance=chance)
-    if not np.isfinite(value):
-        return Figure(name, insufficient="the score is undefined here (one class only)", chance=chance)
-    ok = boots[np.isfinite(boots)]
-    if len(ok) < len(boots) / 2:
-        return Figure(name, insufficient=f"{len(boots) - len(ok)} of {len(boots)} resamples undefined", chance=chance)
-    lo, hi = float(np.percentile(ok, 2.5)), float(np.percentile(ok, 97.5))
-    if hi - lo <= 1e-12 and units < MIN_UNITS:
-        return Figure(name, insufficient="every resample gives the same value (too few units to tell)", chance=chance)
-    return Figure(name, round(float(value), 4), [round(lo, 4), round(hi, 4)], chance)
-
-
-def _knn(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, k: int, proba: bool = True) -> np.ndarray:
-    """Distance-weighted k-NN: P(class 1) of a 0/1 target, or the predicted class (``proba`` False)."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    clf = KNeighborsClassifier(n_neighbors=min(k, len(y_tr)), weights="distance").fit(x_tr, y_tr)
-    return clf.predict_proba(x_te)[:, list(clf.classes_).index(1)] if proba else clf.predict(x_te)
-
-
 def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train: np.ndarray, test: np.ndarray,
             k: int, n_boot: int, seed: int) -> tuple[dict[str, Figure], dict[str, np.ndarray]]:
     why = None
@@ -216,16 +128,16 @@ def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train:
     elif len(set(units[test].tolist())) < 2:
         why = "the test side holds one unit"
     figs, boots = {}, {}
-    p = _knn(x[train], y[train], x[test], k) if why is None else None
+    p = knn(x[train], y[train], x[test], k) if why is None else None
     cut = float(y[train].mean()) if why is None else 0.5  # COVID-19 when its share among the neighbours beats train's
     for m, chance in (("roc_auc", 0.5), ("balanced_accuracy", 0.5)):
-        value = _metric(m, y[test], p, cut=cut) if p is not None else float("nan")
-        boots[m] = (_boot(m, y[test], p, units[test], n_boot, seed, cut=cut) if p is not None
+        value = metric(m, y[test], p, cut=cut) if p is not None else float("nan")
+        boots[m] = (boot(m, y[test], p, units[test], n_boot, seed, cut=cut) if p is not None
                     else np.full(n_boot, np.nan))
         one = m == "balanced_accuracy" and p is not None and len(set((p >= cut).tolist())) < 2
-        figs[m] = _figure(f"{prefix} {m}", value, boots[m], chance,
-                          why or ("the k-NN gives every test row the same class" if one else None),
-                          len(set(units[test].tolist())))
+        figs[m] = figure(f"{prefix} {m}", value, boots[m], chance,
+                         why or ("the k-NN gives every test row the same class" if one else None),
+                         len(set(units[test].tolist())))
     return figs, boots
 
 
@@ -301,9 +213,9 @@ def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None =
     for m in ("roc_auc", "balanced_accuracy"):
         bad = given[m].insufficient or unit_aware[m].insufficient
         diff = (given[m].value - unit_aware[m].value) if not bad else float("nan")
-        gain[m] = _figure(f"gain {m}", diff, gb[m] - ub[m] if not bad else np.full(n_boot, np.nan), None,
-                          "a side's score has no evidence" if bad else None,
-                          min(len(set(units[te & task].tolist())), len(set(units[ute].tolist()))))
+        gain[m] = figure(f"gain {m}", diff, gb[m] - ub[m] if not bad else np.full(n_boot, np.nan), None,
+                         "a side's score has no evidence" if bad else None,
+                         min(len(set(units[te & task].tolist())), len(set(units[ute].tolist()))))
     confounds = _confounds(df, vectors, y, units, tr & task, te & task, utr, ute, k, n_boot, seed)
     return LeakMeasure(rows, nb, given, unit_aware, gain, confounds, embedding, notes)
 
@@ -324,9 +236,9 @@ def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray
         prior = y[tr].mean()
         p = np.array([(rate.loc[s, "sum"] + prior) / (rate.loc[s, "count"] + 1) if s in rate.index else prior
                       for s in src[te]])
-        out["label_from_source"] = _figure(name, _metric("roc_auc", y[te], p),
-                                           _boot("roc_auc", y[te], p, units[te], n_boot, seed), 0.5,
-                                           units=len(set(units[te].tolist())))
+        out["label_from_source"] = figure(name, metric("roc_auc", y[te], p),
+                                          boot("roc_auc", y[te], p, units[te], n_boot, seed), 0.5,
+                                          units=len(set(units[te].tolist())))
     name = "source from image content (balanced_accuracy, unit-aware split)"
     both = sorted(set(src[utr].tolist()) & set(src[ute].tolist()))
     if len(both) < 2:
@@ -335,11 +247,11 @@ def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray
     keep_tr, keep_te = utr & np.isin(src, both), ute & np.isin(src, both)
     codes = {s: i for i, s in enumerate(both)}
     ys = np.array([codes.get(s, -1) for s in src])
-    pred = _knn(x[keep_tr], ys[keep_tr], x[keep_te], k, proba=False)
-    value = _metric("balanced_accuracy", ys[keep_te], pred, hard=True)
-    boots = _boot("balanced_accuracy", ys[keep_te], pred, units[keep_te], n_boot, seed, hard=True)
-    out["source_from_content"] = _figure(name, value, boots, round(1 / len(both), 4),
-                                         units=len(set(units[keep_te].tolist())))
+    pred = knn(x[keep_tr], ys[keep_tr], x[keep_te], k, proba=False)
+    value = metric("balanced_accuracy", ys[keep_te], pred, hard=True)
+    boots = boot("balanced_accuracy", ys[keep_te], pred, units[keep_te], n_boot, seed, hard=True)
+    out["source_from_content"] = figure(name, value, boots, round(1 / len(both), 4),
+                                        units=len(set(units[keep_te].tolist())))
     return out
 
 
