@@ -42,6 +42,9 @@ def test_a_per_image_split_of_copies_hands_a_model_a_gain():
     gain = r.gain["roc_auc"]
     assert gain.value > 0.2 and gain.ci[0] > 0 and gain.verdict().startswith("a gain")
     assert r.rows["unit_aware_test"] == pytest.approx(r.rows["test"], abs=6)
+    worth = r.leaked_worth["roc_auc"]  # paired on the same test rows: narrower than the gain's interval
+    assert worth.ci[0] > 0.2 and worth.ci[1] - worth.ci[0] < gain.ci[1] - gain.ci[0]
+    assert r.rows["purged_train"] < r.rows["train"]
     doc = r.to_dict()
     json.dumps(doc)
     assert doc["gain"]["roc_auc"]["verdict"].startswith("a gain")
@@ -56,6 +59,7 @@ def test_a_unit_aware_split_shows_no_gain():
     assert r.neighbours["has_copy"] == 0 and r.neighbours["has_unit"] == 0
     assert r.gain["roc_auc"].ci[0] < 0 < r.gain["roc_auc"].ci[1]
     assert "no difference shown" in r.gain["roc_auc"].verdict()
+    assert r.leaked_worth["roc_auc"].insufficient.startswith("no train row shares a unit with the test side")
 
 
 def test_degenerate_inputs_say_insufficient_evidence_in_words():
@@ -63,7 +67,7 @@ def test_degenerate_inputs_say_insufficient_evidence_in_words():
     df["label"] = "covid19"  # one class
     r = measure_leak(df, per_image_split(df.assign(label=np.where(np.arange(len(df)) % 2, "covid19", "normal")),
                                          seed=0), vectors=x, n_boot=100)
-    for group in (r.given, r.unit_aware, r.gain):
+    for group in (r.given, r.unit_aware, r.gain, r.leaked_worth):
         for f in group.values():
             assert f.value is None and f.ci is None and f.insufficient
     text = r.to_text()
@@ -99,7 +103,7 @@ def test_cli_measure_on_the_sample(sample_build, capsys):
     doc = json.loads(capsys.readouterr().out)
     m = doc["measure"]
     assert m["embedding"] == "phash" and m["rows"]["train"] + m["rows"]["test"] == 30
-    for group in ("given", "unit_aware", "gain", "confounds"):
+    for group in ("given", "unit_aware", "gain", "leaked_worth", "confounds"):
         for f in m[group].values():  # either a number with its interval, or the reason there is none
             assert (f["value"] is None) == (f["ci"] is None) == bool(f["insufficient"])
             assert f["verdict"].startswith("insufficient evidence") == bool(f["insufficient"])

@@ -78,6 +78,17 @@ def boot(name: str, y: np.ndarray, p: np.ndarray, units: np.ndarray, n_boot: int
     return out
 
 
+def paired_boot(name: str, y: np.ndarray, p1: np.ndarray, p2: np.ndarray, units: np.ndarray, n_boot: int,
+                seed: int, cut1: float = 0.5, cut2: float = 0.5) -> np.ndarray:
+    """``metric(p1) - metric(p2)`` on the same ``n_boot`` resamples of whole units (two models, one test set)."""
+    groups, rng = members(units), np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([groups[k] for k in rng.integers(0, len(groups), len(groups))])
+        out[b] = metric(name, y[idx], p1[idx], cut=cut1) - metric(name, y[idx], p2[idx], cut=cut2)
+    return out
+
+
 def figure(name: str, value: float, boots: np.ndarray, chance: float | None, why: str | None = None,
            units: int = 0) -> Figure:
     """A Figure, or insufficient evidence when the point, most resamples or the interval's width say so (an

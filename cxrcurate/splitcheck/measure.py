@@ -11,6 +11,8 @@ nearest-neighbour one. So for a split (given, or made here per image) this measu
   its distance-weighted share among the k neighbours exceeds its share in train) under the given split and
   under a unit-aware split of the same rows (``splits.make_split``: whole units, same test share, stratified by the
   label), with unit-bootstrap 95% CIs; the difference is the *memorisation gain* the split hands a model;
+- the leaked rows' own worth, free of the noise of drawing another split: the same test rows scored by the k-NN
+  of the given train side and by one without the train rows of the test side's units (paired resamples);
 - confounds, no training: the label predicted by the source alone (train rates applied to test), and the source
   predicted by image content (k-NN under the unit-aware split), each against its chance level.
 
@@ -34,7 +36,7 @@ from ..errors import CxrcurateError
 from ..imageio import decode_image
 from ..manifest import safe_path
 from ..splits import make_split, split_groups
-from .figures import Figure, boot, figure, knn, metric
+from .figures import Figure, boot, figure, knn, metric, paired_boot
 
 log = logging.getLogger(__name__)
 TASK_LABELS = ("normal", "pneumonia", "other", "covid19")  # COVID-19 (1) vs the rest (0); unknown takes no part
@@ -52,11 +54,12 @@ class LeakMeasure:
     confounds: dict[str, Figure]
     embedding: str
     notes: list[str] = field(default_factory=list)
+    leaked_worth: dict[str, Figure] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; a figure without evidence has ``value`` None and ``insufficient`` set."""
         figs = {k: {n: {**vars(f), "verdict": f.verdict()} for n, f in getattr(self, k).items()}
-                for k in ("given", "unit_aware", "gain", "confounds")}
+                for k in ("given", "unit_aware", "gain", "leaked_worth", "confounds")}
         return {"rows": self.rows, "embedding": self.embedding, "neighbours": self.neighbours, **figs,
                 "notes": self.notes}
 
@@ -71,8 +74,9 @@ class LeakMeasure:
                       f"  nearest train row is a copy: {n['nn_copy']:,} ({n['nn_copy'] / n['test_rows']:.1%}); "
                       f"is of the same unit: {n['nn_unit']:,} ({n['nn_unit'] / n['test_rows']:.1%})"]
         for title, key in (("given split", "given"), ("unit-aware split of the same rows", "unit_aware"),
-                           ("memorisation gain (given - unit-aware)", "gain"), ("confounds (no training)",
-                                                                                "confounds")):
+                           ("memorisation gain (given - unit-aware)", "gain"),
+                           ("the leaked train rows' worth (given train vs without the test units' rows; same test "
+                            "rows, paired)", "leaked_worth"), ("confounds (no training)", "confounds")):
             lines.append(f"  {title}:")
             lines += [f"    {f.text()}" for f in getattr(self, key).values()]
         lines += [f"  note: {x}" for x in self.notes]
@@ -117,7 +121,9 @@ def content_vectors(df: pd.DataFrame, root: str | os.PathLike | None = None, kin
 
 
 def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train: np.ndarray, test: np.ndarray,
-            k: int, n_boot: int, seed: int) -> tuple[dict[str, Figure], dict[str, np.ndarray]]:
+            k: int, n_boot: int, seed: int) -> tuple[dict[str, Figure], dict[str, np.ndarray], Any]:
+    """Figures of a k-NN trained on ``train`` and tested on ``test``, their resamples, and ``(p, cut)`` (None when
+    there is no evidence)."""
     why = None
     if train.sum() == 0 or test.sum() == 0:
         why = "a side is empty"
@@ -138,7 +144,7 @@ def _scores(prefix: str, x: np.ndarray, y: np.ndarray, units: np.ndarray, train:
         figs[m] = figure(f"{prefix} {m}", value, boots[m], chance,
                          why or ("the k-NN gives every test row the same class" if one else None),
                          len(set(units[test].tolist())))
-    return figs, boots
+    return figs, boots, (p, cut) if p is not None else None
 
 
 def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None = None, root: str | os.PathLike |
@@ -193,7 +199,8 @@ def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None =
                      "the scores")
     y = (labels == "covid19").astype(int).to_numpy()
     units = units_all.to_numpy()
-    given, gb = _scores("given", vectors, y, units, tr & task, te & task, k, n_boot, seed)
+    given, gb, pred = _scores("given", vectors, y, units, tr & task, te & task, k, n_boot, seed)
+    worth = _leaked_worth(vectors, y, units, tr & task, te & task, pred, k, n_boot, seed, rows)
     # the unit-aware split of the same rows: same test share, whole units, stratified by the task label
     unit_aware, ub = {}, {}
     rows_t = df[task].assign(_y=y[task])
@@ -204,7 +211,7 @@ def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None =
         ua = pd.Series(made["split"].to_numpy(), index=made.index).reindex(df.index)
         utr, ute = (ua == "train").to_numpy() & task, (ua == "test").to_numpy() & task
         rows.update(unit_aware_train=int(utr.sum()), unit_aware_test=int(ute.sum()))
-        unit_aware, ub = _scores("unit-aware", vectors, y, units, utr, ute, k, n_boot, seed + 1)
+        unit_aware, ub, _ = _scores("unit-aware", vectors, y, units, utr, ute, k, n_boot, seed + 1)
     except CxrcurateError as exc:
         why = f"no unit-aware split of these rows: {exc}"
         utr = ute = np.zeros(len(df), bool)
@@ -217,7 +224,31 @@ def measure_leak(df: pd.DataFrame, side: pd.Series, vectors: np.ndarray | None =
                          "a side's score has no evidence" if bad else None,
                          min(len(set(units[te & task].tolist())), len(set(units[ute].tolist()))))
     confounds = _confounds(df, vectors, y, units, tr & task, te & task, utr, ute, k, n_boot, seed)
-    return LeakMeasure(rows, nb, given, unit_aware, gain, confounds, embedding, notes)
+    return LeakMeasure(rows, nb, given, unit_aware, gain, confounds, embedding, notes, worth)
+
+
+def _leaked_worth(x: np.ndarray, y: np.ndarray, units: np.ndarray, tr: np.ndarray, te: np.ndarray, pred: Any, k: int,
+                  n_boot: int, seed: int, rows: dict[str, int]) -> dict[str, Figure]:
+    """The given k-NN vs one trained without the train rows of the test side's units, on the SAME test rows (paired
+    resamples): what the leaked rows themselves are worth, free of the noise of drawing another split."""
+    purged = tr & ~pd.Series(units).isin(set(units[te].tolist())).to_numpy()
+    rows["purged_train"] = int(purged.sum())
+    names = {m: f"leaked train rows' worth {m}" for m in ("roc_auc", "balanced_accuracy")}
+    why = None
+    if pred is None:
+        why = "the given split's score has no evidence"
+    elif purged.sum() == tr.sum():
+        why = "no train row shares a unit with the test side: nothing leaked to remove"
+    elif len(set(y[purged].tolist())) < 2:
+        why = "without the leaked rows the train side holds one class"
+    if why:
+        return {m: Figure(n, insufficient=why) for m, n in names.items()}
+    p, cut = pred
+    q, qcut = knn(x[purged], y[purged], x[te], k), float(y[purged].mean())
+    n_units = len(set(units[te].tolist()))
+    return {m: figure(n, metric(m, y[te], p, cut=cut) - metric(m, y[te], q, cut=qcut),
+                      paired_boot(m, y[te], p, q, units[te], n_boot, seed + 2, cut, qcut), None, units=n_units)
+            for m, n in names.items()}
 
 
 def _confounds(df: pd.DataFrame, x: np.ndarray, y: np.ndarray, units: np.ndarray, tr: np.ndarray, te: np.ndarray,
