@@ -131,6 +131,7 @@ def _side_from_files(args: argparse.Namespace, df: pd.DataFrame, root: Path | No
 
     entries = read_split_files(args.split_file, args.split_format)
     dropped_path = args.manifest.with_name(args.manifest.stem + ".dropped.parquet")
+    # TABLES: read_table(dropped_path, "dropped") once tables.py lands (and the release's open.dropped.parquet)
     dropped = pd.read_parquet(dropped_path) if dropped_path.is_file() else None
     originals = args.originals or (root / "ORIGINALS.csv" if root is not None else None)
     if args.originals is not None and not args.originals.is_file():
