@@ -10,8 +10,9 @@ import cxrcurate
 
 PACKAGE = Path(cxrcurate.__file__).parent
 # Rooms from the bottom of the data flow to the top; a room may import only rooms listed before it (and itself).
-ROOMS = ["errors", "labels", "tables", "imageio", "manifest", "sample", "sources", "fetch", "fpcache", "build", "dedup",
-         "stats", "splits", "release", "preprocess", "datasets", "models", "bench", "audit", "report", "cli"]
+ROOMS = ["errors", "labels", "tables", "imageio", "manifest", "sample", "sources", "fetch", "fpcache", "build",
+         "dedup", "stats", "splits", "splitcheck", "release", "preprocess", "datasets", "models", "bench", "audit",
+         "report", "cli"]
 
 
 def _module(path: Path) -> str:

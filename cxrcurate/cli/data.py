@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from . import leakcheck
 from .options import ranged, workers
 
 
@@ -185,6 +186,12 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     _check_radius(args)
     df = read_manifest(args.manifest)
     pairs = args.pairs if args.pairs is not None else read_pairs(args.manifest)
+    from . import leakcheck
+
+    if leakcheck.wants(args):
+        if args.run is not None:
+            raise UsageError("--run checks a bench run's splits; use it without --split-file/--measure/--montage")
+        return leakcheck.run(args, df, pairs)
     if args.run is None:
         report = leakage_report(df, split_column=args.split_column, pairs=pairs, radius=args.radius)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
@@ -294,4 +301,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "(links through rows the run left out count)")
     lk.add_argument("--format", choices=["text", "json"], default="text",
                     help="text report (default) or JSON (the findings per kind, for scripts)")
+    leakcheck.add_args(lk)
     lk.set_defaults(func=cmd_leakage)
