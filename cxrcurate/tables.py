@@ -43,12 +43,17 @@ from .errors import CxrcurateError, MissingFileError, SchemaError, UsageError
 log = logging.getLogger(__name__)
 
 META_KEY = b"cxrcurate"
+FILE_ATTR = "cxrcurate_file"  # DataFrame.attrs key: the file a table was read from (``read_table`` sets it)
 _ROW_GROUP = 1 << 20
 
 # kind -> the module that registers it (imported on first use of that kind)
 HOMES: dict[str, str] = {
     "manifest": "cxrcurate.manifest",
     "dropped": "cxrcurate.manifest",
+    "pairs": "cxrcurate.dedup.groups",
+    "conflicts": "cxrcurate.dedup.groups",
+    "release": "cxrcurate.release.schema",
+    "nih-cxr14": "cxrcurate.release.schema",
 }
 
 
@@ -220,6 +225,21 @@ def _open(path: Path, reader: Callable[[Path], Any]) -> Any:
                           "write it again or copy it again") from exc
 
 
+def beside(path: str | os.PathLike, kind: str) -> Path:
+    """Where the ``kind`` table that belongs to the table file ``path`` lives: ``<stem>.<kind>.parquet`` beside it.
+
+    The one location rule for companion tables: ``manifest.parquet`` -> ``manifest.pairs.parquet``,
+    ``open.parquet`` -> ``open.conflicts.parquet``.
+    """
+    path = Path(path)
+    stem = path.name
+    for suffix in (".parquet", ".csv.gz", ".tsv.gz", ".csv", ".tsv"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return path.with_name(f"{stem}.{kind}.parquet")
+
+
 def _is_csv(path: Path) -> bool:
     return path.suffix.lower() in {".csv", ".tsv", ".txt"} or path.name.lower().endswith((".csv.gz", ".tsv.gz"))
 
@@ -274,7 +294,9 @@ def _conform(table: pa.Table, kind: TableKind, origin: str, strict: bool) -> pa.
     ``strict`` (a table cxrcurate wrote): a column of another type is an error, never cast. A foreign table's
     columns are cast where Arrow can (a CSV's int64 width to int32).
     """
-    missing = [c for c in kind.needed if c not in table.column_names]
+    # a table cxrcurate wrote has every column its kind owns (the writer adds absent ones as nulls): one missing was
+    # removed since; a foreign table needs only the kind's required columns
+    missing = [c for c in (kind.schema.names if strict else kind.needed) if c not in table.column_names]
     if missing:
         why = "" if strict else "no cxrcurate metadata, and "
         raise SchemaError(f"{origin}: {why}not a {kind.name} table: missing column(s) {missing}. Add them (the "
@@ -345,8 +367,10 @@ def read_arrow(path: str | os.PathLike, kind: str | Sequence[str] | None = None)
 
 
 def read_table(path: str | os.PathLike, kind: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """``read_arrow`` as a pandas DataFrame; ``df.attrs['cxrcurate']`` holds the metadata (with ``table``)."""
+    """``read_arrow`` as a pandas DataFrame; ``df.attrs['cxrcurate']`` holds the metadata (with ``table``) and
+    ``df.attrs[FILE_ATTR]`` the resolved path it was read from."""
     table, info = read_arrow(path, kind)
     df = table.to_pandas()
     df.attrs["cxrcurate"] = info
+    df.attrs[FILE_ATTR] = str(Path(path).resolve())  # set by the reader, never by the file: where it was read from
     return df

@@ -206,7 +206,7 @@ def test_bench_cli_runs_leave_no_unit_on_two_sides_of_the_full_manifest(toy_mani
     assert capsys.readouterr().out.count("OK: nothing crosses sides") == 3
     assert main([*args[:-2], "--negatives", "normal,pneumonia", "--split-policy", "per-image", "--out",
                  str(tmp_path / "leaky")]) == 0
-    assert main(["leakage", str(manifest), "--run", str(tmp_path / "leaky")]) == 1
+    assert main(["leakage", str(manifest), "--run", str(tmp_path / "leaky")]) == 3
 
 
 def test_lr_finder_falls_back_when_the_loss_never_falls():

@@ -164,7 +164,7 @@ def test_verify_catches_a_changed_and_a_missing_file(tmp_path, capsys):
     assert report.changed == ["hannover/png/1.png"] and report.missing == ["hannover/png/2.png"]
     assert report.extra == ["hannover/png/new.png"]
     capsys.readouterr()
-    assert main(["verify", "--release", str(rel), "--root", str(root)]) == 1
+    assert main(["verify", "--release", str(rel), "--root", str(root)]) == 3
     text = capsys.readouterr().out
     assert "1 missing" in text and "1 changed" in text and "MISMATCH" in text
 

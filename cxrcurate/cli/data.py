@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from .codes import EXIT_CHECK_FAILED
 
 
 def _sample_sources() -> list[tuple[str, Path]]:
@@ -23,7 +24,6 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from ..build import build_manifest, parse_source_spec
     from ..stats import dropped_summary, label_source_table, render
@@ -43,27 +43,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     for name, s in result.info["sources"].items():
         notes = "".join(f"\n    {k}: {v}" for k, v in s.get("notes", {}).items())
         print(f"  {name}: {s['records']} images, {s['dropped']} dropped{notes}")
-    from ..manifest import read_manifest
+    from ..manifest import read_dropped, read_manifest
 
     print("\n" + render(label_source_table(read_manifest(result.manifest))))
     if result.n_dropped:
         print("\ndropped (every file or row not in the manifest):")
-        print(render(dropped_summary(pd.read_parquet(result.dropped))))
+        print(render(dropped_summary(read_dropped(result.dropped))))
     if args.dedup:
         from ..dedup.engine import dedup_manifest
 
         print()
-        _, dres = dedup_manifest(result.manifest, options=_dedup_options(args), progress=not args.quiet)
+        _, dres = dedup_manifest(result.manifest, options=_dedup_options(args), progress=not args.quiet,
+                                 in_place=True)  # its own fresh output
         _print_dedup(dres)
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from ..manifest import read_manifest
-    from ..release.verify import read_any
     from ..stats import duplicates_table, label_source_table, render
 
-    df = read_any(args.manifest, read_manifest)
+    df = read_manifest(args.manifest)  # a manifest, a release's open.parquet, or your own table
     print(render(label_source_table(df), args.format))
     if df["dup_group"].notna().any():
         print("\nduplicate groups shared by sources (dedup has run):" if args.format != "json" else "")
@@ -118,14 +118,13 @@ def _print_dedup(result) -> None:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
-    from ..dedup.engine import dedup_manifest
+    from ..dedup.engine import dedup_manifest, output_path
     from ..manifest import check_output_file
 
     _check_radius(args)
-    if args.out:
-        check_output_file(args.out)
+    check_output_file(output_path(args.manifest, args.out, args.in_place))
     target, result = dedup_manifest(args.manifest, args.out, args.data_root, _dedup_options(args),
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, in_place=args.in_place)
     print(f"wrote {target} (+ pairs and conflicts tables beside it)")
     _print_dedup(result)
     return 0
@@ -134,15 +133,17 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..manifest import check_output_file, read_manifest, write_manifest
+    from ..dedup import carry_companions, output_path, read_pairs
+    from ..manifest import check_output_file, read_manifest, write_like
     from ..splits import SIDES, leakage_report, make_split
 
-    if args.out:
-        check_output_file(args.out)
+    dest = check_output_file(output_path(args.manifest, args.out, args.in_place))
+    pairs = read_pairs(args.manifest)
     out = make_split(read_manifest(args.manifest), test=args.test, val=args.val, seed=args.seed,
-                     holdout_source=args.by_source)
-    info = {k: v for k, v in out.attrs["cxrcurate"].items() if k not in ("schema_version", "cxrcurate_version")}
-    dest = write_manifest(out, args.out or args.manifest, info=info)
+                     holdout_source=args.by_source, pairs=pairs)
+    info = out.attrs["cxrcurate"]
+    write_like(out, dest, info)  # every column kept; only split is rewritten
+    carry_companions(args.manifest, dest)
     s = info["split"]
     print(f"wrote {dest}: " + ", ".join(f"{k} {v:,}" for k, v in s["rows"].items())
           + f" rows; {s['units']:,} units (patients or linked pictures); seed {s['seed']}")
@@ -150,25 +151,30 @@ def cmd_split(args: argparse.Namespace) -> int:
         print(f"  {side}: {method}")
     table = pd.crosstab(out["label"], out["split"], margins=True, margins_name="all")
     print(table.reindex(columns=[c for c in (*SIDES, "all") if c in table.columns]).to_string())
-    report = leakage_report(out)
+    report = leakage_report(out, pairs=pairs)
     print(report.to_text())
-    return 0 if report.ok else 1
+    return 0 if report.ok else EXIT_CHECK_FAILED
 
 
 def cmd_leakage(args: argparse.Namespace) -> int:
     import json
 
-    from ..dedup import read_pairs
-    from ..manifest import read_manifest
+    from ..dedup import load_pairs, pairs_path, read_pairs
+    from ..manifest import MANIFEST_KINDS
     from ..splits import leakage_report
+    from ..tables import read_table
 
     _check_radius(args)
-    df = read_manifest(args.manifest)
-    pairs = args.pairs if args.pairs is not None else read_pairs(args.manifest)
+    df = read_table(args.manifest, (*MANIFEST_KINDS, "nih-cxr14"))  # any table with a split: a release's included
+    pairs = load_pairs(args.pairs) if args.pairs is not None else read_pairs(args.manifest)
+    if args.pairs is None and args.format == "text":
+        found = pairs_path(args.manifest)
+        print(f"pairs: {found}" if pairs is not None else f"pairs: none beside the table ({found.name}); near "
+              f"copies are phash pairs within {args.radius}")
     if args.run is None:
         report = leakage_report(df, split_column=args.split_column, pairs=pairs, radius=args.radius)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
-        return 0 if report.ok else 1
+        return 0 if report.ok else EXIT_CHECK_FAILED
     import pandas as pd
 
     splits = sorted(args.run.glob("run-*/split.parquet"))
@@ -185,7 +191,7 @@ def cmd_leakage(args: argparse.Namespace) -> int:
             print(report.to_text())
     if args.format == "json":
         print(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=2, default=str))
-    return 0 if ok else 1
+    return 0 if ok else EXIT_CHECK_FAILED
 
 
 def _add_dedup_args(p: argparse.ArgumentParser) -> None:
@@ -205,6 +211,15 @@ def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prefer", help="comma-separated source order for the copy to keep (default: originals first)")
     g.add_argument("--label-conflict", choices=["exclude", "report"], default="exclude",
                    help="copies whose sources disagree on the label: exclude them all (default) or only report")
+
+
+def _add_output_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--out`` / ``--in-place``: a command that rewrites a table needs one of them (nothing is overwritten by
+    surprise); either way every column the command does not own is kept."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--out", type=Path, help=f"write {what} to this new file (MANIFEST stays as it is)")
+    g.add_argument("--in-place", action="store_true",
+                   help="rewrite MANIFEST itself (atomically), keeping every column this command does not own")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -231,14 +246,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     d = subparsers.add_parser("dedup", help="fill dup_group/keep; write the pairs (with evidence) and conflicts tables")
     d.add_argument("manifest", type=Path)
-    d.add_argument("--out", type=Path, help="write the deduplicated manifest here (default: in place)")
+    _add_output_args(d, "the deduplicated table (its pairs and conflicts tables are written beside it)")
     d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
     d.add_argument("--workers", type=int, help="processes (default: all cores)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_dedup_args(d)
     d.set_defaults(func=cmd_dedup)
 
-    st = subparsers.add_parser("stats", help="label x source table of a manifest")
+    st = subparsers.add_parser("stats", help="label x source table of a manifest (or a release's open.parquet)")
     st.add_argument("manifest", type=Path)
     st.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     st.set_defaults(func=cmd_stats)
@@ -250,11 +265,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     sp.add_argument("--by-source", metavar="SOURCE",
                     help="leave-one-source-out: every row of SOURCE (and every patient or picture it shares) is test")
-    sp.add_argument("--out", type=Path, help="write here (default: rewrite MANIFEST in place, atomically)")
+    _add_output_args(sp, "the split table")
     sp.set_defaults(func=cmd_split)
 
     lk = subparsers.add_parser("leakage", help="check a split for patients, copies and near copies on two sides")
-    lk.add_argument("manifest", type=Path)
+    lk.add_argument("manifest", type=Path, help="a manifest, a release table (open.parquet, nih-cxr14.parquet) or "
+                    "your own Parquet/CSV with image_id and a split column")
     lk.add_argument("--split-column", default="split", help="column holding train/val/test (default: split)")
     lk.add_argument("--pairs", type=Path, metavar="PAIRS.parquet",
                     help="dedup's pairs table (default: the one beside MANIFEST, if any); without one near copies "

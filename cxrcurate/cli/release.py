@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-
-EXIT_MISMATCH = 1
+from .codes import EXIT_CHECK_FAILED
 
 
 def cmd_release_build(args: argparse.Namespace) -> int:
@@ -23,7 +22,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     report = verify_release(args.release, args.root)
     print(report.to_text())
-    return 0 if report.ok else EXIT_MISMATCH
+    return 0 if report.ok else EXIT_CHECK_FAILED
 
 
 def cmd_materialise(args: argparse.Namespace) -> int:
@@ -50,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_release_build)
 
-    v = sub.add_parser("verify", help="check your downloaded sources against a release by sha256 (exit 1 on mismatch)")
+    v = sub.add_parser("verify", help="check a release's own files (release.json digests), then your downloaded "
+                       "sources against it by sha256 (exit 3 on a mismatch or a tampered release)")
     v.add_argument("--release", default="manifests/v1", help="release folder (default manifests/v1)")
     v.add_argument("--root", required=True, help="folder holding one folder per source (ROOT/cohen, ROOT/hannover..)")
     v.set_defaults(func=cmd_verify)
