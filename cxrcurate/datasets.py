@@ -183,7 +183,8 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
     """A ``datasets.Dataset`` with every manifest column plus ``image`` (``datasets.Image``, decoded lazily).
 
     Args:
-        manifest: a manifest path or DataFrame (from ``read_manifest``).
+        manifest: a manifest path or DataFrame (from ``read_manifest``): a release's ``open.parquet`` or a table you
+            bring with the required columns are read too.
         data_root: folder the manifest's paths are relative to (default: recorded in the manifest).
         keep_only: keep only rows with ``keep == True`` (one per duplicate group) when dedup has run.
         classes: keep only rows with these labels (default: every row), as ``ManifestDataset``.
@@ -208,7 +209,8 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
     if missing:
         raise CxrcurateError(f"{len(missing)} image file(s) missing under {root}, e.g. {missing[0]}")
     df = df.reset_index(drop=True).copy()
-    df["phash"] = df["phash"].astype("uint64")
+    if df["phash"].notna().all():  # a release table (or your own) may leave it null: kept as nullable then
+        df["phash"] = df["phash"].astype("uint64")
     ds = datasets.Dataset.from_pandas(df, preserve_index=False)
     ds = ds.add_column("image", paths)
     return ds.cast_column("image", datasets.Image())

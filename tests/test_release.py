@@ -19,9 +19,11 @@ from PIL import Image
 from cxrcurate.cli import main
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.release import load_release, materialise, verify_release
+from cxrcurate.release.build import file_hashes
 from cxrcurate.release.card import render_card
 from cxrcurate.release.quality import Thresholds, flags, measure
 from cxrcurate.splits import leakage_report, split_groups
+from cxrcurate.tables import write_table
 
 RELEASE = Path(__file__).resolve().parents[1] / "manifests" / "v1"
 FILES = ("open.parquet", "open.pairs.parquet", "open.conflicts.parquet", "open.dropped.parquet",
@@ -50,8 +52,8 @@ n = duckdb.sql(f"select count(*) from read_parquet('{{root}}/nih-cxr14.parquet')
 assert n == 112120, n
 ds = datasets.load_dataset("parquet", data_files=root + "/open.parquet", split="train")
 assert ds.num_rows == len(df) and "flag_inverted" in ds.features
-meta = json.loads(pq.read_schema(root + "/open.parquet").metadata[b"cxrcurate_release"])
-assert meta["release"] == "v1" and meta["split"]["seed"] == 0
+meta = json.loads(pq.read_schema(root + "/open.parquet").metadata[b"cxrcurate"])
+assert meta["release"] == "v1" and meta["table"] == "release" and meta["split"]["seed"] == 0
 assert not any(m.startswith("cxrcurate") for m in sys.modules), "cxrcurate was imported"
 print("ok")
 """
@@ -98,8 +100,7 @@ def test_release_sha256_matches_untouched_original_files(release, shared_data):
 def test_standard_split_has_no_unit_on_two_sides(release):
     assert release.groupby("unit")["split"].nunique().max() == 1
     assert release.assign(u=split_groups(release)).groupby("u")["split"].nunique().max() == 1
-    pairs = pd.read_parquet(RELEASE / "open.pairs.parquet").assign(accepted=True)
-    report = leakage_report(release, pairs=pairs)
+    report = leakage_report(release, pairs=RELEASE / "open.pairs.parquet")
     assert report.ok, report.to_text()
     nih = load_release(RELEASE, "nih-cxr14")
     assert len(nih) == 112_120 and nih.groupby("patient_id")["split"].nunique().max() == 1
@@ -148,7 +149,8 @@ def _fake_release(tmp_path: Path) -> tuple[Path, Path]:
                      "file_sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(), "width": 48, "height": 40,
                      "bit_depth": 8, "pixel_sha256": None, "phash": None, "extra": None, "dup_group": f"g{i}",
                      "keep": True, "unit": f"unit:{i}", "split": split, "flag_inverted": False, "flag_small": True})
-    pd.DataFrame(rows).to_parquet(rel / "open.parquet")
+    write_table(pd.DataFrame(rows), rel / "open.parquet", "release", {"release": "v1"})
+    (rel / "release.json").write_text(json.dumps({"release": "v1", "files": file_hashes(rel)}))
     return rel, root
 
 

@@ -20,7 +20,8 @@ wrote them (`cxrcurate release build --data DATA --out manifests/v1`, DATA holdi
 `ORIGINALS.csv`; deterministic: same bytes twice).
 
 **Version scheme.** `manifests/v<N>/`: N grows when rows, labels, splits or identities change; a release folder is
-never edited in place. The files say their version in their Parquet metadata (`cxrcurate_release` key).
+never edited in place. Each table says its kind (`table`: release, pairs, conflicts, dropped, nih-cxr14) and the
+release version in its Parquet metadata (`cxrcurate` key); `release.json` lists the sha256 of every other file.
 
 **Identity.** `repository`, `commit`, `repo_path`, `file_sha256`, `file_bytes`, `width`, `height`, `mode` and
 `bit_depth` are those of the ORIGINAL published file (from `ORIGINALS.csv`), not of the resized copies the release
@@ -30,10 +31,12 @@ computed on copies resized to at most 448 px (byte-identical originals stay byte
 
 **Use.** `path` is relative to a data root holding one folder per source, each the repository at its commit
 (`cxrcurate fetch --source NAME --out ROOT/NAME`). Check your files with `cxrcurate verify --release manifests/v1
---root ROOT` (missing, changed, extra; exit 1 on mismatch), then `cxrcurate materialise --release manifests/v1 --root
+--root ROOT` (the release's own digests first, then missing, changed, extra; exit 3 on a mismatch), then `cxrcurate materialise --release manifests/v1 --root
 ROOT --out manifest.parquet` for the full manifest `cxrcurate bench --split-policy manifest` trains on, or
-`cxrcurate.load_release("manifests/v1", root=ROOT)` in Python. Plain `pandas.read_parquet`, duckdb and
-`datasets.load_dataset("parquet", ...)` read every file without cxrcurate.
+`cxrcurate.load_release("manifests/v1", root=ROOT)` in Python. `open.parquet` is a manifest (kind `release`):
+`cxrcurate leakage`, `stats`, `split` and `bench --split-policy manifest` read it directly, with the pairs table
+beside it. Plain `pandas.read_parquet`, duckdb and `datasets.load_dataset("parquet", ...)` read every file without
+cxrcurate.
 
 Columns beyond the manifest's: `unit` (what must stay on one side of a split), `file_bytes`, `mode`, the five
 `flag_*` booleans (never used to drop a row) and `quality` (the measurements they threshold, JSON)."""
