@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from .dedup import cross_source_table
 from .labels import LABELS
 
 
@@ -71,8 +72,6 @@ def dropped_summary(dropped: pd.DataFrame) -> pd.DataFrame:
 
 def duplicates_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per source pair: duplicate groups holding pictures of both, and rows not kept per source."""
-    from .dedup.engine import cross_source_table
-
     table = cross_source_table(df)
     not_kept = df[~df["keep"].fillna(True).astype(bool)].groupby("source").size()
     table["rows_not_kept_a"] = table["source_a"].map(not_kept).fillna(0).astype(int)

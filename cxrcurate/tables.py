@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from . import __version__
 from .errors import CxrcurateError, MissingFileError, SchemaError, UsageError
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,6 @@ def _owned_first(df: pd.DataFrame, kind: TableKind) -> pa.Table:
 
 
 def _metadata(kind: TableKind, info: Mapping[str, Any] | None) -> dict[bytes, bytes]:
-    from . import __version__
-
     info = {k: v for k, v in (info or {}).items() if k != "provenance"}  # the reader's verdict, never stored
     payload = {"cxrcurate_version": __version__, **info, "table": kind.name, "table_version": kind.version}
     return {META_KEY: json.dumps(payload, sort_keys=True, default=str).encode()}

@@ -173,6 +173,7 @@ def _subset(shared: Path, dest: Path, per_folder: int) -> None:
     pairs = pd.read_parquet(RELEASE / "open.pairs.parquet").head(30)
     wanted = {by_release[i.split(":", 1)[0] + "/" + i.split(":", 1)[1]] for i in pd.concat([pairs.image_a,
                                                                                              pairs.image_b])}
+    dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(shared / "ORIGINALS.csv", dest / "ORIGINALS.csv")
     for source in ("covid-cxnet", "cohen", "hannover", "figure1", "actualmed"):
         for dirpath, _, files in os.walk(shared / source):

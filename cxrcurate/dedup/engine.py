@@ -30,9 +30,12 @@ from ..errors import CxrcurateError, UsageError
 from ..manifest import need_columns, read_manifest, resolve_data_root, row_paths, write_like
 from ..sources import dedup_preference
 from ..tables import write_table
-from .features import GATE_MATCHES
+from .descriptors import candidate_pairs, fit_whitening, whiten
+from .distributed import DaskRunner
+from .features import GATE_MATCHES, STAGES, cpu_workers
 from .groups import PAIR_COLUMNS, components, conflicts_path, pairs_path
-from .hashindex import hamming
+from .hashindex import hamming, pairs_within
+from .runners import LocalRunner
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,6 @@ def exact_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _hash_pairs(hashes: np.ndarray, radius: int, kind: str) -> pd.DataFrame:
-    from .hashindex import pairs_within
-
     i, j, d = pairs_within(hashes.astype(np.uint64), radius)
     return pd.DataFrame({"a": i, "b": j, "kind": kind, "hamming": d.astype(int)})
 
@@ -104,15 +105,9 @@ def _name_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _runner(options: DedupOptions, progress: bool):
-    from .features import cpu_workers
-
     if options.engine == "local":
-        from .runners import LocalRunner
-
         return LocalRunner(cpu_workers(options.workers), progress)
     if options.engine == "dask":
-        from .distributed import DaskRunner
-
         return DaskRunner(options.scheduler, options.workers, progress)
     raise CxrcurateError(f"engine must be 'local' or 'dask', not {options.engine!r}")
 
@@ -120,8 +115,6 @@ def _runner(options: DedupOptions, progress: bool):
 def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
     import tempfile
-
-    from .descriptors import candidate_pairs, fit_whitening, whiten
 
     paths = [str(p) for p in row_paths(df, data_root)]  # each inside the data root (refused otherwise)
     exact = exact_pairs(df)
@@ -157,8 +150,6 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
         verdicts = runner.verify(todo, store, (options.min_inliers, options.min_score, options.strong_inliers,
                                                options.gate))
         runner.close()
-    from .features import STAGES
-
     cand["inliers"], cand["score"], cand["accepted"], cand["stage"] = -1, 1.0, True, "exact"
     cand.loc[~is_exact, "inliers"] = verdicts[:, 0].astype(int)
     cand.loc[~is_exact, "score"] = verdicts[:, 1]

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..dedup import cross_source_table
+from ..imageio import decode_image
 from .quality import FLAGS, Thresholds, flags, measure
 
 INTRO = """# cxrcurate release v1: five open COVID-19 chest X-ray collections, deduplicated, flagged, split
@@ -31,8 +33,9 @@ computed on copies resized to at most 448 px (byte-identical originals stay byte
 
 **Use.** `path` is relative to a data root holding one folder per source, each the repository at its commit
 (`cxrcurate fetch --source NAME --out ROOT/NAME`). Check your files with `cxrcurate verify --release manifests/v1
---root ROOT` (the release's own digests first, then missing, changed, extra; exit 3 on a mismatch), then `cxrcurate materialise --release manifests/v1 --root
-ROOT --out manifest.parquet` for the full manifest `cxrcurate bench --split-policy manifest` trains on, or
+--root ROOT` (the release's own digests first, then missing, changed, extra; exit 3 on a mismatch), then
+`cxrcurate materialise --release manifests/v1 --root ROOT --out manifest.parquet` for the full manifest
+`cxrcurate bench --split-policy manifest` trains on, or
 `cxrcurate.load_release("manifests/v1", root=ROOT)` in Python. `open.parquet` is a manifest (kind `release`):
 `cxrcurate leakage`, `stats`, `split` and `bench --split-policy manifest` read it directly, with the pairs table
 beside it. Plain `pandas.read_parquet`, duckdb and `datasets.load_dataset("parquet", ...)` read every file without
@@ -78,8 +81,6 @@ def flag_scores(release: pd.DataFrame, truth: pd.DataFrame, data: Path,
     same radiographs inverted (255 - pixels; positives by construction). ``flag_small`` is a rule on the original
     dimensions, exact by definition; its count is reported.
     """
-    from ..imageio import decode_image
-
     t = thresholds or Thresholds()
     rows = []
     for path in truth["path"]:
@@ -174,8 +175,6 @@ def render_card(folder: str | Path) -> str:
     conflicts = pd.read_parquet(folder / "open.conflicts.parquet")
     facts = json.loads((folder / "release.json").read_text())
     nih = pd.read_parquet(folder / "nih-cxr14.parquet") if (folder / "nih-cxr14.parquet").exists() else None
-    from ..dedup.engine import cross_source_table
-
     srcs = df.groupby("source").agg(repository=("repository", "first"), commit=("commit", "first"),
                                     licenses=("license", lambda s: "; ".join(sorted(set(s.dropna()))))).reset_index()
     split = facts["open"]["split"]
