@@ -174,9 +174,19 @@ def build_open(data: Path, workers: int | None = None, progress: bool = True,
         drop=True)
     facts = {"split": {**SPLIT, "method": split_info.get("method"), "units": split_info.get("units"),
                        "rows": split_info.get("rows")},
-             "leakage": leak.to_dict(), "dedup": {k: v for k, v in result.summary.items() if k != "cross_source"},
+             "leakage": leak.to_dict(), "dedup": _dedup_facts(result.summary),
              "sources": sources, "thresholds": vars(thresholds)}
     return {"open": out, "pairs": pairs, "conflicts": conflicts, "dropped": dropped, "facts": facts}
+
+
+# Options that say where dedup's work ran, not what it computed: left out so the facts are the same bytes whatever
+# the machine, --workers or engine.
+_WHERE_IT_RAN = ("workers", "engine", "scheduler", "work_dir", "search_threads")
+
+
+def _dedup_facts(summary: dict[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in summary["options"].items() if k not in _WHERE_IT_RAN}
+    return {**{k: v for k, v in summary.items() if k != "cross_source"}, "options": options}
 
 
 def build_nih(data: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
