@@ -221,7 +221,8 @@ def _open(path: Path, reader: Callable[[Path], Any]) -> Any:
     try:
         return reader(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise SchemaError(f"{path}: not a readable table (truncated, damaged or another format: {exc}); "
+        what = "CSV" if _is_csv(path) else "Parquet"
+        raise SchemaError(f"{path}: not a readable {what} file (truncated, damaged or another format: {exc}); "
                           "write it again or copy it again") from exc
 
 
