@@ -67,7 +67,8 @@ def check_files(release: str | os.PathLike) -> tuple[list[str], list[str]]:
 
 @dataclass
 class VerifyReport:
-    """What ``verify_release`` found; ``ok`` when nothing is missing or changed (extra files are reported only)."""
+    """What ``verify_release`` found; ``ok`` when the release's own files match its digests and none of your files
+    is missing, changed or reached through a link out of the root (extra files are reported only)."""
 
     root: Path
     checked: int
@@ -110,7 +111,9 @@ class VerifyReport:
 
 
 def verify_release(release: str | os.PathLike, root: str | os.PathLike) -> VerifyReport:
-    """Check the files under ``root`` against the release in ``release`` by sha256.
+    """Check the release's own files against the digests ``release.json`` lists (a tampered or unlisted file ends
+    the check there: nothing the release says can be trusted), then the files under ``root`` against the release
+    by sha256; a file reached through a link out of ``root`` is refused (``outside_root``), never hashed.
 
     Args:
         release: a release folder (``manifests/v1``).
