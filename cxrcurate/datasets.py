@@ -32,7 +32,7 @@ class ManifestDataset:
 
     Args:
         manifest: a manifest path or DataFrame.
-        data_root: folder the paths are relative to (default: recorded in the manifest; not needed when every
+        data_root: folder the paths are relative to (default: the manifest file's own folder; not needed when every
             row is served from the cache with ``require_cache``).
         classes: labels to keep, in class-index order (the target is the index of the row's label).
         split: keep only this split (``train``/``val``/``test``).
@@ -185,7 +185,7 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
     Args:
         manifest: a manifest path or DataFrame (from ``read_manifest``): a release's ``open.parquet`` or a table you
             bring with the required columns are read too.
-        data_root: folder the manifest's paths are relative to (default: recorded in the manifest).
+        data_root: folder the manifest's paths are relative to (default: the manifest file's own folder).
         keep_only: keep only rows with ``keep == True`` (one per duplicate group) when dedup has run.
         classes: keep only rows with these labels (default: every row), as ``ManifestDataset``.
         split: keep only this split.

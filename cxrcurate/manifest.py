@@ -306,20 +306,43 @@ def load_frame(manifest: Any):
 
 
 def resolve_data_root(manifest: Any, data_root: str | os.PathLike | None) -> Path:
-    """``data_root`` if given, else the one recorded in the manifest's metadata.
+    """The folder a manifest's paths are relative to: ``data_root`` when the caller gives one, else the folder that
+    holds the manifest file itself.
+
+    Never a folder the file names: the path rule keeps every row inside the data root, so a root taken from the
+    file being checked would let that file choose its own walls (a manifest recording ``data_root: "/"`` could
+    name any file on the machine). The ``data_root`` a manifest records (``build-manifest`` writes it) is provenance
+    and is only quoted in the error, for you to pass if the manifest is yours.
+
+    Args:
+        manifest: a manifest path, or a DataFrame read by ``read_manifest`` (it knows the file it came from).
+        data_root: the caller's data root (``--data-root``), or None for the manifest's own folder.
 
     Raises:
-        CxrcurateError: neither is available, or the folder does not exist.
+        CxrcurateError: no data root can be found, it is not a folder, or (by default) none of the first rows' files
+            is under the manifest's own folder.
     """
-    if data_root is None:
-        info = getattr(manifest, "attrs", {}).get("cxrcurate", {})
-        data_root = info.get("data_root")
-    if data_root is None:
-        raise CxrcurateError("no data root: pass data_root= (the folder manifest paths are relative to)")
-    if not isinstance(data_root, str | os.PathLike) or not Path(data_root).is_dir():
-        raise CxrcurateError(f"data root {data_root} is not a folder; pass data_root= (--data-root) pointing at the "
-                             "folder holding your source folders")
-    root = Path(data_root)
+    if data_root is not None:
+        if not isinstance(data_root, str | os.PathLike) or not Path(data_root).is_dir():
+            raise CxrcurateError(f"data root {data_root} is not a folder; pass data_root= (--data-root) pointing at "
+                                 "the folder holding your source folders")
+        return Path(data_root)
+    where = manifest if isinstance(manifest, str | os.PathLike) else getattr(manifest, "attrs", {}).get(
+        tables.FILE_ATTR)
+    if where is None:
+        raise CxrcurateError("no data root: pass data_root= (--data-root), the folder the manifest paths are relative "
+                             "to (a manifest read from a file defaults to that file's folder)")
+    root = Path(where).resolve().parent
+    df = manifest if hasattr(manifest, "columns") else None
+    if df is not None and len(df) and "path" in df.columns:
+        sample = [p for p in df["path"].head(5) if path_problem(p) is None]
+        if sample and not any((root / p).exists() for p in sample):
+            recorded = getattr(df, "attrs", {}).get("cxrcurate", {}).get("data_root")
+            said = (f"; it records that it was built with data root {recorded} (never used on its own: pass it "
+                    "if this manifest is yours)") if recorded else ""
+            raise CxrcurateError(f"{sample[0]} is not under {root}, the manifest's own folder (the data root when "
+                                 f"none is given){said}. Pass --data-root (data_root=): the folder the manifest's "
+                                 "paths are relative to")
     return root
 
 

@@ -49,7 +49,7 @@ def small(tmp_path):
     names = [f"toy/{i}.png" for i in range(4)]
     for i, n in enumerate(names):
         _png(root / n, i)
-    path = write_manifest(_rows(root, names), tmp_path / "m" / "manifest.parquet", {"data_root": str(root)})
+    path = write_manifest(_rows(root, names), root / "manifest.parquet", {"data_root": str(root)})
     return root, path
 
 
@@ -84,7 +84,7 @@ def test_commands_refuse_a_manifest_with_dotdot_path(small, tmp_path, capsys):
     shutil.copy(root / "toy/1.png", outside)  # the row's own image, placed outside the root: must not be read
     rows = read_manifest(path).to_dict("records")
     rows[1]["path"] = "../outside.png"
-    hostile = tmp_path / "hostile.parquet"
+    hostile = root / "hostile.parquet"  # in the data root: the default root is the manifest's own folder
     _raw_manifest(rows, hostile, root)
     for argv in (["show", hostile, "toy:toy/1.png", "-o", tmp_path / "p.png", "--lungs", "none"],
                  ["preprocess", hostile, "--cache", tmp_path / "c", "--lungs", "none", "--workers", "1", "-q"],
@@ -123,7 +123,7 @@ def test_cache_entry_names_are_hex_sha256_only(small, tmp_path):
     planted.parent.mkdir(parents=True)
     np.save(planted, np.zeros((3, 8, 8), np.uint8))  # an existing .npy outside the config folder
     rows[0]["pixel_sha256"] = "../../x"
-    hostile = tmp_path / "hostile.parquet"
+    hostile = root / "hostile.parquet"  # in the data root: the default root is the manifest's own folder
     _raw_manifest(rows, hostile, root)
     config = PreprocessConfig(size=32, lungs=None)
     with pytest.raises(UnsafeManifestPath, match="not a sha256"):

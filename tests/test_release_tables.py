@@ -232,3 +232,24 @@ def test_the_bench_takes_the_release_split_as_published():
     published = df.set_index("image_id")["split"]
     assert (task.frame["split"].to_numpy() == published.loc[task.frame["image_id"]].to_numpy()).all()
     assert task.frame.groupby("unit")["split"].nunique().max() == 1
+
+
+def test_a_data_root_is_never_taken_from_the_file_being_checked(tmp_path, capsys):
+    """A manifest recording ``data_root: "/"`` and a row ``etc/hostname`` must not reach /etc: the data root is the
+    caller's ``--data-root`` or the manifest's own folder, and the recorded one is only quoted."""
+
+    from cxrcurate.manifest import resolve_data_root, to_table
+
+    row = {"image_id": "x:etc/hostname", "source": "x", "path": "etc/hostname", "label": "normal"}
+    meta = {b"cxrcurate": json.dumps({"table": "manifest", "table_version": "1.1", "data_root": "/"}).encode()}
+    hostile = tmp_path / "m.parquet"
+    pq.write_table(to_table([row]).replace_schema_metadata(meta), hostile)
+    df = read_manifest(hostile)
+    with pytest.raises(CxrcurateError, match="not under .* the manifest's own folder.*data root /"):
+        resolve_data_root(df, None)
+    assert main(["show", str(hostile), "x:etc/hostname", "-o", str(tmp_path / "p.png")]) == 1
+    assert "--data-root" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "hostname").write_text("beside the manifest")
+    assert resolve_data_root(df, None) == tmp_path.resolve()  # its own folder, where its rows are
+    assert resolve_data_root(df, tmp_path / "etc") == tmp_path / "etc"  # the caller's word wins

@@ -53,8 +53,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from ..dedup.engine import dedup_manifest
 
         print()
-        _, dres = dedup_manifest(result.manifest, options=_dedup_options(args), progress=not args.quiet,
-                                 in_place=True)  # its own fresh output
+        _, dres = dedup_manifest(result.manifest, data_root=result.info["data_root"], options=_dedup_options(args),
+                                 progress=not args.quiet, in_place=True)  # its own fresh output, its own root
         _print_dedup(dres)
     return 0
 
@@ -247,7 +247,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = subparsers.add_parser("dedup", help="fill dup_group/keep; write the pairs (with evidence) and conflicts tables")
     d.add_argument("manifest", type=Path)
     _add_output_args(d, "the deduplicated table (its pairs and conflicts tables are written beside it)")
-    d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: the "
+                   "manifest's own folder; never a folder the file names)")
     d.add_argument("--workers", type=int, help="processes (default: all cores)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_dedup_args(d)
