@@ -136,7 +136,8 @@ def test_dedup_keeps_columns_it_does_not_own(sample_build, tmp_path):
     from cxrcurate.manifest import write_manifest
 
     write_manifest(df, mine, df.attrs["cxrcurate"])
-    assert main(["dedup", str(mine), "--out", str(tmp_path / "d.parquet"), "-q", "--workers", "1"]) == 0
+    assert main(["dedup", str(mine), "--out", str(tmp_path / "d.parquet"), "-q", "--workers", "1", "--data-root",
+                 str(sample_build.manifest.parent)]) == 0  # mine sits outside its data root: say where that is
     out = read_manifest(tmp_path / "d.parquet")
     assert out["site_note"].tolist() == df["site_note"].tolist() and (out["dup_group"] != "stale").all()
     assert read_manifest(mine)["dup_group"].eq("stale").all()  # the input is untouched

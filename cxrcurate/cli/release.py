@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UsageError
 from .codes import EXIT_CHECK_FAILED
@@ -33,8 +34,10 @@ def cmd_materialise(args: argparse.Namespace) -> int:
     df = materialise(args.release, args.root, args.out, allow_missing=args.allow_missing, workers=args.workers,
                      progress=not args.quiet)
     sides = df["split"].value_counts().to_dict()
+    beside = Path(args.out).resolve().parent == Path(args.root).resolve()
+    root = "" if beside else f" --data-root {args.root}"  # the data root is never read from the file itself
     print(f"wrote {args.out}: {len(df):,} images ({', '.join(f'{k} {v:,}' for k, v in sorted(sides.items()))}); "
-          f"train on it with `cxrcurate bench --manifest {args.out} --split-policy manifest`")
+          f"train on it with `cxrcurate bench --manifest {args.out}{root} --split-policy manifest`")
     return 0
 
 

@@ -34,8 +34,8 @@ computed on copies resized to at most 448 px (byte-identical originals stay byte
 **Use.** `path` is relative to a data root holding one folder per source, each the repository at its commit
 (`cxrcurate fetch --source NAME --out ROOT/NAME`). Check your files with `cxrcurate verify --release manifests/v1
 --root ROOT` (the release's own digests first, then missing, changed, extra; exit 3 on a mismatch), then
-`cxrcurate materialise --release manifests/v1 --root ROOT --out manifest.parquet` for the full manifest
-`cxrcurate bench --split-policy manifest` trains on, or
+`cxrcurate materialise --release manifests/v1 --root ROOT --out ROOT/v1.parquet` for the full manifest
+`cxrcurate bench --split-policy manifest` trains on (in ROOT, it finds its images without `--data-root`), or
 `cxrcurate.load_release("manifests/v1", root=ROOT)` in Python. `open.parquet` is a manifest (kind `release`):
 `cxrcurate leakage`, `stats`, `split` and `bench --split-policy manifest` read it directly, with the pairs table
 beside it. Plain `pandas.read_parquet`, duckdb and `datasets.load_dataset("parquet", ...)` read every file without
