@@ -40,6 +40,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                             progress=not args.quiet, rehash=args.rehash, **kwargs)
     print(f"wrote {result.manifest} ({result.n_images} images) and {result.dropped} ({result.n_dropped} dropped)")
     print(f"data root: {result.info['data_root']}")
+    if Path(result.manifest).resolve().parent != Path(result.info["data_root"]):
+        print(f"  (the manifest is not in its data root: pass --data-root {result.info['data_root']} to the commands "
+              "that open its images; a data root is never read from the manifest itself)")
     for name, s in result.info["sources"].items():
         notes = "".join(f"\n    {k}: {v}" for k, v in s.get("notes", {}).items())
         print(f"  {name}: {s['records']} images, {s['dropped']} dropped{notes}")
