@@ -37,7 +37,7 @@ class ManifestDataset:
 
     Args:
         manifest: a manifest path or DataFrame.
-        data_root: folder the paths are relative to (default: recorded in the manifest; not needed when every
+        data_root: folder the paths are relative to (default: the manifest file's own folder; not needed when every
             row is served from the cache with ``require_cache``).
         classes: labels to keep, in class-index order (the target is the index of the row's label).
         split: keep only this split (``train``/``val``/``test``).
@@ -208,8 +208,9 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
     ``ManifestDataset`` serves (``manifest.select_rows``).
 
     Args:
-        manifest: a manifest path or DataFrame (from ``read_manifest``).
-        data_root: folder the manifest's paths are relative to (default: recorded in the manifest).
+        manifest: a manifest path or DataFrame (from ``read_manifest``): a release's ``open.parquet`` or a table you
+            bring with the required columns are read too.
+        data_root: folder the manifest's paths are relative to (default: the manifest file's own folder).
         keep_only: keep only ``keep == True`` rows, one per duplicate group (default); False exports every copy.
         classes: keep only rows with these labels, in ``ClassLabel`` order (default: every row).
         split: one split only: returns that ``datasets.Dataset`` instead of a ``DatasetDict``.
@@ -237,7 +238,8 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
                              f"e.g. {odd[0]}; put the image files themselves there")
     names = list(classes) if classes is not None else list(LABELS)
     df = df.reset_index(drop=True).copy()
-    df["phash"] = df["phash"].astype("uint64")
+    if df["phash"].notna().all():  # a release table (or your own) may leave it null: kept as nullable then
+        df["phash"] = df["phash"].astype("uint64")
     df["image"] = paths
     df["label"] = df["label"].map({name: i for i, name in enumerate(names)}).astype("int64")
     provenance = frame.attrs.get("cxrcurate", {})

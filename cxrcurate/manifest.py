@@ -3,6 +3,10 @@
 A manifest is plain Parquet. Its key-value metadata carries the schema version, the cxrcurate version, the
 sources with their versions and the build options, so pandas, duckdb or ``datasets`` can read it (and a
 reader can understand it) without importing cxrcurate.
+
+``build-manifest`` fills every column it can; the schema requires only ``image_id``, ``source``, ``path`` and
+``label``, so a table brought from elsewhere with those is accepted (other columns null) and a command that needs
+more (dedup: the fingerprints) names what is missing (``need_columns``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .errors import CxrcurateError, SchemaError, UnsafeManifestPath, UsageError
 from .labels import LABELS, VIEWS
 from .tables import TableKind, read_arrow, register, table_info, write_table
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: only image_id, source, path and label are required
 META_KEY = b"cxrcurate"
 
 _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
@@ -33,19 +37,19 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("license", pa.string(), True, "license of this image as the source states it"),
     ("label", pa.string(), False, "one of " + ", ".join(LABELS)),
     ("finding_raw", pa.string(), True, "what the source said, untouched"),
-    ("view", pa.string(), False, "one of " + ", ".join(VIEWS)),
+    ("view", pa.string(), True, "one of " + ", ".join(VIEWS)),
     ("frontal", pa.bool_(), True, "PA or AP; null when the view is unknown"),
-    ("modality", pa.string(), False, "xray or ct"),
+    ("modality", pa.string(), True, "xray or ct"),
     ("age_years", pa.float64(), True, "age in years"),
     ("sex", pa.string(), True, "M, F or null"),
     ("pediatric", pa.bool_(), True, "patient under 18; null when unknown"),
     ("pediatric_reason", pa.string(), True, "age<18, age>=18, source:<name> or filename"),
-    ("width", pa.int32(), False, "decoded width in pixels"),
-    ("height", pa.int32(), False, "decoded height in pixels"),
-    ("bit_depth", pa.int32(), False, "bits per sample of the file (8 or 16)"),
-    ("file_sha256", pa.string(), False, "sha256 of the file bytes"),
-    ("pixel_sha256", pa.string(), False, "sha256 of the decoded 8-bit grayscale pixels and their shape"),
-    ("phash", pa.uint64(), False, "64-bit perceptual hash (imagehash pHash) of the 8-bit grayscale image"),
+    ("width", pa.int32(), True, "decoded width in pixels"),
+    ("height", pa.int32(), True, "decoded height in pixels"),
+    ("bit_depth", pa.int32(), True, "bits per sample of the file (8 or 16)"),
+    ("file_sha256", pa.string(), True, "sha256 of the file bytes"),
+    ("pixel_sha256", pa.string(), True, "sha256 of the decoded 8-bit grayscale pixels and their shape"),
+    ("phash", pa.uint64(), True, "64-bit perceptual hash (imagehash pHash) of the 8-bit grayscale image"),
     ("mask_paths", pa.list_(pa.string()), True, "lung mask files relative to the data root, when the source has them"),
     ("extra", pa.string(), True, "source-specific fields as a JSON object"),
     ("dup_group", pa.string(), True, "same for every copy of one picture"),
@@ -53,6 +57,7 @@ _FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
     ("split", pa.string(), True, "train, val or test when a split was made"),
 ]
 
+MANIFEST_KINDS = ("manifest", "release")  # a release table is a manifest plus its declared extra columns
 SCHEMA = pa.schema([pa.field(n, t, nullable=nl, metadata={"description": d}) for n, t, nl, d in _FIELDS])
 COLUMNS: tuple[str, ...] = tuple(f[0] for f in _FIELDS)
 
@@ -118,12 +123,35 @@ def write_manifest(records: Any, path: str | os.PathLike, info: Mapping[str, Any
     return write_table(records, path, "manifest", {"schema_version": SCHEMA_VERSION, **(info or {})})
 
 
+_READER_KEYS = ("table", "table_version", "schema_version", "cxrcurate_version", "provenance")
+
+
+def write_like(records: Any, path: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:
+    """Write a manifest a command has changed as the kind it was read as (``info['table']``: a manifest, or a
+    release table keeping its declared columns), every column kept, versions refreshed.
+
+    ``info`` is the metadata the table was read with (``df.attrs['cxrcurate']``) plus what the command adds; the
+    keys the reader and writer own (kind, versions, provenance) are not copied.
+    """
+    info = dict(info or {})
+    kind = info.get("table") if info.get("table") in MANIFEST_KINDS else "manifest"
+    rest = {k: v for k, v in info.items() if k not in _READER_KEYS}
+    if kind == "manifest":
+        return write_manifest(records, path, rest)
+    return write_table(records, path, kind, rest)
+
+
 def write_dropped(rows: Any, path: str | os.PathLike, info: Mapping[str, Any] | None = None) -> Path:
     """Write the dropped table (every input file or row that did not become a manifest row, with a reason)."""
     import pandas as pd
 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=DROPPED_SCHEMA.names)
     return write_table(df, path, "dropped", info)
+
+
+def read_dropped(path: str | os.PathLike):
+    """Read a dropped table (``manifest.dropped.parquet``, ``open.dropped.parquet``) into a pandas DataFrame."""
+    return tables.read_table(path, "dropped")
 
 
 def validate_table(table: pa.Table, origin: str = "manifest") -> None:
@@ -241,12 +269,31 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     Raises:
         SchemaError: the file is not a manifest or does not match the schema.
     """
-    return read_arrow(path, "manifest")[0]
+    return read_arrow(path, MANIFEST_KINDS)[0]
 
 
 def read_manifest(path: str | os.PathLike):
-    """Read and validate a manifest into a pandas DataFrame (``df.attrs['cxrcurate']`` holds its provenance)."""
-    return tables.read_table(path, "manifest")
+    """Read and validate a manifest into a pandas DataFrame (``df.attrs['cxrcurate']`` holds its provenance).
+
+    A release table (``manifests/v1/open.parquet``) is a manifest too; a plain Parquet/CSV needs only
+    ``image_id``, ``source``, ``path`` and ``label`` (read with a warning that its provenance is unknown).
+    """
+    return tables.read_table(path, MANIFEST_KINDS)
+
+
+def need_columns(df: Any, columns: Sequence[str], command: str, fix: str) -> None:
+    """Refuse a table lacking values a command needs (a manifest you bring may leave them out, a release leaves
+    the pixel fingerprints null).
+
+    Raises:
+        SchemaError: naming the columns, how many rows lack them, and ``fix``.
+    """
+    gaps = {c: (len(df) if c not in df.columns else int(df[c].isna().sum())) for c in columns}
+    gaps = {c: n for c, n in gaps.items() if n}
+    if gaps:
+        where = df.attrs.get(tables.FILE_ATTR, "the manifest")
+        said = ", ".join(f"{c} ({n:,} row(s))" for c, n in gaps.items())
+        raise SchemaError(f"{where}: {command} needs {said} filled; {fix}")
 
 
 def load_frame(manifest: Any):
@@ -259,20 +306,43 @@ def load_frame(manifest: Any):
 
 
 def resolve_data_root(manifest: Any, data_root: str | os.PathLike | None) -> Path:
-    """``data_root`` if given, else the one recorded in the manifest's metadata.
+    """The folder a manifest's paths are relative to: ``data_root`` when the caller gives one, else the folder that
+    holds the manifest file itself.
+
+    Never a folder the file names: the path rule keeps every row inside the data root, so a root taken from the
+    file being checked would let that file choose its own walls (a manifest recording ``data_root: "/"`` could
+    name any file on the machine). The ``data_root`` a manifest records (``build-manifest`` writes it) is provenance
+    and is only quoted in the error, for you to pass if the manifest is yours.
+
+    Args:
+        manifest: a manifest path, or a DataFrame read by ``read_manifest`` (it knows the file it came from).
+        data_root: the caller's data root (``--data-root``), or None for the manifest's own folder.
 
     Raises:
-        CxrcurateError: neither is available, or the folder does not exist.
+        CxrcurateError: no data root can be found, it is not a folder, or (by default) none of the first rows' files
+            is under the manifest's own folder.
     """
-    if data_root is None:
-        info = getattr(manifest, "attrs", {}).get("cxrcurate", {})
-        data_root = info.get("data_root")
-    if data_root is None:
-        raise CxrcurateError("no data root: pass data_root= (the folder manifest paths are relative to)")
-    if not isinstance(data_root, str | os.PathLike) or not Path(data_root).is_dir():
-        raise CxrcurateError(f"data root {data_root} is not a folder; pass data_root= (--data-root) pointing at the "
-                             "folder holding your source folders")
-    root = Path(data_root)
+    if data_root is not None:
+        if not isinstance(data_root, str | os.PathLike) or not Path(data_root).is_dir():
+            raise CxrcurateError(f"data root {data_root} is not a folder; pass data_root= (--data-root) pointing at "
+                                 "the folder holding your source folders")
+        return Path(data_root)
+    where = manifest if isinstance(manifest, str | os.PathLike) else getattr(manifest, "attrs", {}).get(
+        tables.FILE_ATTR)
+    if where is None:
+        raise CxrcurateError("no data root: pass data_root= (--data-root), the folder the manifest paths are relative "
+                             "to (a manifest read from a file defaults to that file's folder)")
+    root = Path(where).resolve().parent
+    df = manifest if hasattr(manifest, "columns") else None
+    if df is not None and len(df) and "path" in df.columns:
+        sample = [p for p in df["path"].head(5) if path_problem(p) is None]
+        if sample and not any((root / p).exists() for p in sample):
+            recorded = getattr(df, "attrs", {}).get("cxrcurate", {}).get("data_root")
+            said = (f"; it records that it was built with data root {recorded} (never used on its own: pass it "
+                    "if this manifest is yours)") if recorded else ""
+            raise CxrcurateError(f"{sample[0]} is not under {root}, the manifest's own folder (the data root when "
+                                 f"none is given){said}. Pass --data-root (data_root=): the folder the manifest's "
+                                 "paths are relative to")
     return root
 
 

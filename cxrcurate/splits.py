@@ -15,12 +15,14 @@ import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import chain, combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .dedup.groups import components, load_pairs
+from .dedup.hashindex import pairs_within
 from .errors import CxrcurateError
 
 log = logging.getLogger(__name__)
@@ -69,22 +71,10 @@ def _pair_keys(df: pd.DataFrame, pairs: pd.DataFrame | None) -> Iterable[tuple[i
 
 def _components(df: pd.DataFrame, columns: Iterable[str] = _LINK_COLUMNS, patients: bool = True,
                 pairs: pd.DataFrame | None = None) -> np.ndarray:
-    """Root row position of every row's connected component over the given links (union-find)."""
-    parent = list(range(len(df)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]  # path halving
-            i = parent[i]
-        return i
-
+    """Root row position of every row's connected component over the given links (``dedup.groups.components``)."""
     first: dict[tuple[str, str], int] = {}
-    from itertools import chain
-
-    for i, key in chain(_row_keys(df, columns, patients), _pair_keys(df, pairs)):
-        ra, rb = find(first.setdefault(key, i)), find(i)
-        parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(len(df))], dtype=np.int64)
+    links = ((first.setdefault(key, i), i) for i, key in chain(_row_keys(df, columns, patients), _pair_keys(df, pairs)))
+    return components(len(df), links)
 
 
 def split_groups(df: pd.DataFrame, pairs: pd.DataFrame | str | os.PathLike | None = None) -> pd.Series:
@@ -108,7 +98,7 @@ def split_groups(df: pd.DataFrame, pairs: pd.DataFrame | str | os.PathLike | Non
     """
     if "image_id" not in df.columns:
         raise CxrcurateError("split_groups needs an 'image_id' column; is this a cxrcurate manifest?")
-    pairs = pd.read_parquet(pairs) if pairs is not None and not isinstance(pairs, pd.DataFrame) else pairs
+    pairs = load_pairs(pairs)
     roots = _components(df, pairs=pairs)
     first_id = pd.Series(df["image_id"].astype(str).to_numpy()).groupby(roots).transform("min")
     return pd.Series(("unit:" + first_id).to_numpy(), index=df.index, name="unit", dtype=object)
@@ -351,8 +341,6 @@ def _near_finding(df: pd.DataFrame, side: pd.Series, pairs: pd.DataFrame | None,
     elif "phash" not in df.columns or df["phash"].isna().any():
         notes.append("near duplicates not checked: the phash column is missing or has nulls")
     else:
-        from .dedup.hashindex import pairs_within
-
         rank = {s: k for k, s in enumerate(order)}
         for i, j, d in zip(*pairs_within(df["phash"].to_numpy().astype(np.uint64), radius), strict=True):
             sa, sb = sides[i], sides[j]
@@ -399,7 +387,7 @@ def leakage_report(df: pd.DataFrame, split_column: str = "split", pairs: pd.Data
     side = pd.Series([None if pd.isna(v) else str(v) for v in df[split_column]], index=df.index, dtype=object)
     if side.isna().all():
         raise CxrcurateError(f"column {split_column!r} is empty: no row has a side; make a split first")
-    pairs = pd.read_parquet(pairs) if pairs is not None and not isinstance(pairs, pd.DataFrame) else pairs
+    pairs = load_pairs(pairs)
     order = _side_order(side.dropna().astype(str))
     pair_keys = [f"{a}/{b}" for a, b in combinations(order, 2)]
     notes: list[str] = []

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pandas is imported by the functions: `cxrcurate stats --help` prints LEGEND without it
     import pandas as pd
 
+from .dedup import cross_source_table
 from .labels import LABELS
 
 # What every column of every `cxrcurate stats` table means (printed under the tables and in `stats --help`).
@@ -153,8 +154,6 @@ def dropped_summary(dropped: pd.DataFrame) -> pd.DataFrame:
 
 def duplicates_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per source pair: duplicate groups holding pictures of both, and rows not kept per source."""
-    from .dedup.engine import cross_source_table
-
     table = cross_source_table(df)
     not_kept = df[~df["keep"].fillna(True).astype(bool)].groupby("source").size()
     table["rows_not_kept_a"] = table["source_a"].map(not_kept).fillna(0).astype(int)

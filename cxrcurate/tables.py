@@ -38,17 +38,23 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from . import __version__
 from .errors import CxrcurateError, MissingFileError, SchemaError, UsageError
 
 log = logging.getLogger(__name__)
 
 META_KEY = b"cxrcurate"
+FILE_ATTR = "cxrcurate_file"  # DataFrame.attrs key: the file a table was read from (``read_table`` sets it)
 _ROW_GROUP = 1 << 20
 
 # kind -> the module that registers it (imported on first use of that kind)
 HOMES: dict[str, str] = {
     "manifest": "cxrcurate.manifest",
     "dropped": "cxrcurate.manifest",
+    "pairs": "cxrcurate.dedup.groups",
+    "conflicts": "cxrcurate.dedup.groups",
+    "release": "cxrcurate.release.schema",
+    "nih-cxr14": "cxrcurate.release.schema",
 }
 
 
@@ -177,9 +183,8 @@ def _owned_first(df: pd.DataFrame, kind: TableKind) -> pa.Table:
 
 
 def _metadata(kind: TableKind, info: Mapping[str, Any] | None) -> dict[bytes, bytes]:
-    from . import __version__
-
-    payload = {"cxrcurate_version": __version__, **(info or {}), "table": kind.name, "table_version": kind.version}
+    info = {k: v for k, v in (info or {}).items() if k != "provenance"}  # the reader's verdict, never stored
+    payload = {"cxrcurate_version": __version__, **info, "table": kind.name, "table_version": kind.version}
     return {META_KEY: json.dumps(payload, sort_keys=True, default=str).encode()}
 
 
@@ -216,8 +221,24 @@ def _open(path: Path, reader: Callable[[Path], Any]) -> Any:
     try:
         return reader(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise SchemaError(f"{path}: not a readable table (truncated, damaged or another format: {exc}); "
+        what = "CSV" if _is_csv(path) else "Parquet"
+        raise SchemaError(f"{path}: not a readable {what} file (truncated, damaged or another format: {exc}); "
                           "write it again or copy it again") from exc
+
+
+def beside(path: str | os.PathLike, kind: str) -> Path:
+    """Where the ``kind`` table that belongs to the table file ``path`` lives: ``<stem>.<kind>.parquet`` beside it.
+
+    The one location rule for companion tables: ``manifest.parquet`` -> ``manifest.pairs.parquet``,
+    ``open.parquet`` -> ``open.conflicts.parquet``.
+    """
+    path = Path(path)
+    stem = path.name
+    for suffix in (".parquet", ".csv.gz", ".tsv.gz", ".csv", ".tsv"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return path.with_name(f"{stem}.{kind}.parquet")
 
 
 def _is_csv(path: Path) -> bool:
@@ -274,7 +295,9 @@ def _conform(table: pa.Table, kind: TableKind, origin: str, strict: bool) -> pa.
     ``strict`` (a table cxrcurate wrote): a column of another type is an error, never cast. A foreign table's
     columns are cast where Arrow can (a CSV's int64 width to int32).
     """
-    missing = [c for c in kind.needed if c not in table.column_names]
+    # a table cxrcurate wrote has every column its kind owns (the writer adds absent ones as nulls): one missing was
+    # removed since; a foreign table needs only the kind's required columns
+    missing = [c for c in (kind.schema.names if strict else kind.needed) if c not in table.column_names]
     if missing:
         why = "" if strict else "no cxrcurate metadata, and "
         raise SchemaError(f"{origin}: {why}not a {kind.name} table: missing column(s) {missing}. Add them (the "
@@ -345,8 +368,10 @@ def read_arrow(path: str | os.PathLike, kind: str | Sequence[str] | None = None)
 
 
 def read_table(path: str | os.PathLike, kind: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """``read_arrow`` as a pandas DataFrame; ``df.attrs['cxrcurate']`` holds the metadata (with ``table``)."""
+    """``read_arrow`` as a pandas DataFrame; ``df.attrs['cxrcurate']`` holds the metadata (with ``table``) and
+    ``df.attrs[FILE_ATTR]`` the resolved path it was read from."""
     table, info = read_arrow(path, kind)
     df = table.to_pandas()
     df.attrs["cxrcurate"] = info
+    df.attrs[FILE_ATTR] = str(Path(path).resolve())  # set by the reader, never by the file: where it was read from
     return df

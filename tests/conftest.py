@@ -41,12 +41,16 @@ def sample_root() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_build(tmp_path_factory):
-    """The shipped sample built once per session (single process, no progress bar)."""
+    """The shipped sample built once per session (single process, no progress bar), the manifest written into its
+    data root (a copy of the sample), where commands find the images without --data-root."""
+    import shutil
+
     from cxrcurate.build import build_manifest
     from cxrcurate.sample import sample_sources
 
     out = tmp_path_factory.mktemp("sample")
-    return build_manifest(sample_sources(), out, workers=1, progress=False)
+    sources = [(name, Path(shutil.copytree(folder, out / name))) for name, folder in sample_sources()]
+    return build_manifest(sources, out, workers=1, progress=False)
 
 
 @pytest.fixture(scope="session")

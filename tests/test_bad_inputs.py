@@ -49,7 +49,7 @@ def small(tmp_path):
     names = [f"toy/{i}.png" for i in range(4)]
     for i, n in enumerate(names):
         _png(root / n, i)
-    path = write_manifest(_rows(root, names), tmp_path / "m" / "manifest.parquet", {"data_root": str(root)})
+    path = write_manifest(_rows(root, names), root / "manifest.parquet", {"data_root": str(root)})
     return root, path
 
 
@@ -84,11 +84,11 @@ def test_commands_refuse_a_manifest_with_dotdot_path(small, tmp_path, capsys):
     shutil.copy(root / "toy/1.png", outside)  # the row's own image, placed outside the root: must not be read
     rows = read_manifest(path).to_dict("records")
     rows[1]["path"] = "../outside.png"
-    hostile = tmp_path / "hostile.parquet"
+    hostile = root / "hostile.parquet"  # in the data root: the default root is the manifest's own folder
     _raw_manifest(rows, hostile, root)
     for argv in (["show", hostile, "toy:toy/1.png", "-o", tmp_path / "p.png", "--lungs", "none"],
                  ["preprocess", hostile, "--cache", tmp_path / "c", "--lungs", "none", "--workers", "1", "-q"],
-                 ["stats", hostile], ["dedup", hostile, "-q"]):
+                 ["stats", hostile], ["dedup", hostile, "-q", "--out", tmp_path / "d.parquet"]):
         code, err = _run(capsys, *argv)
         assert code == 1 and "toy:toy/1.png" in err and "'..' in the path" in err, argv
     assert not (tmp_path / "p.png").exists() and not list((tmp_path / "c").rglob("*.npy"))
@@ -123,7 +123,7 @@ def test_cache_entry_names_are_hex_sha256_only(small, tmp_path):
     planted.parent.mkdir(parents=True)
     np.save(planted, np.zeros((3, 8, 8), np.uint8))  # an existing .npy outside the config folder
     rows[0]["pixel_sha256"] = "../../x"
-    hostile = tmp_path / "hostile.parquet"
+    hostile = root / "hostile.parquet"  # in the data root: the default root is the manifest's own folder
     _raw_manifest(rows, hostile, root)
     config = PreprocessConfig(size=32, lungs=None)
     with pytest.raises(UnsafeManifestPath, match="not a sha256"):
@@ -295,8 +295,9 @@ def test_damaged_manifests_give_one_line_errors(small, tmp_path, capsys, kind, c
     bad = _damaged(tmp_path, small, kind)
     argv = {"show": ["show", bad, "toy:toy/0.png", "-o", tmp_path / "p.png"],
             "preprocess": ["preprocess", bad, "--cache", tmp_path / "c"],
-            "bench": ["bench", "--model", "cxnet", "--manifest", bad, "--out", tmp_path / "run"]}.get(command,
-                                                                                                  [command, bad])
+            "bench": ["bench", "--model", "cxnet", "--manifest", bad, "--out", tmp_path / "run"],
+            "split": ["split", bad, "--out", tmp_path / "s.parquet"],
+            "dedup": ["dedup", bad, "--out", tmp_path / "d.parquet"]}.get(command, [command, bad])
     code, err = _run(capsys, *argv)
     assert code == 1 and str(bad) in err and len(err.strip().splitlines()) == 1
     assert ("not valid JSON" if kind == "bad-json" else "not a readable Parquet file") in err
@@ -304,7 +305,7 @@ def test_damaged_manifests_give_one_line_errors(small, tmp_path, capsys, kind, c
 
 def test_zero_row_manifest_to_dedup(tmp_path, capsys):
     path = write_manifest([], tmp_path / "manifest.parquet", {"data_root": str(tmp_path)})
-    code, err = _run(capsys, "dedup", path)
+    code, err = _run(capsys, "dedup", path, "--in-place")
     assert code == 1 and "has no rows" in err
 
 
@@ -361,7 +362,7 @@ def test_ctrl_c_in_dedup_does_not_promise_a_resume(small, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(engine, "dedup_manifest", interrupted)
-    code, err = _run(capsys, "dedup", small[1])
+    code, err = _run(capsys, "dedup", small[1], "--out", small[1].with_name("d.parquet"))
     assert code == 130 and "resume" not in err and "nothing was written" in err
 
 

@@ -114,8 +114,8 @@ def test_pretrain_chexnet_then_cxnet_starts_from_it(toy_manifest, tmp_path):
     df["finding_raw"] = df["label"].map({"normal": "No Finding", "pneumonia": "Pneumonia|Infiltration",
                                          "covid19": "Consolidation|Infiltration"})
     nih = write_manifest(df, tmp_path / "nih.parquet", read_info(toy_manifest))
-    assert main(["pretrain-chexnet", "--manifest", str(nih), "--out", str(tmp_path / "cx"), "--size", "32",
-                 "--epochs", "1", "--workers", "0", "-q"]) == 0
+    assert main(["pretrain-chexnet", "--manifest", str(nih), "--data-root", str(toy_manifest.parent), "--out",
+                 str(tmp_path / "cx"), "--size", "32", "--epochs", "1", "--workers", "0", "-q"]) == 0
     card = json.loads((tmp_path / "cx/chexnet.json").read_text())
     assert "Infiltration" in card["test_auroc"] and card["size"] == 32
     run = run_bench(toy_manifest, tmp_path / "cxnet", _opts("cxnet", weights=str(tmp_path / "cx/chexnet.safetensors")),

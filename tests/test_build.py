@@ -21,7 +21,7 @@ def _all_files(root):
 def test_sample_every_file_and_row_is_accounted_for(sample_build, sample_root):
     m = read_manifest(sample_build.manifest)
     d = pd.read_parquet(sample_build.dropped)
-    assert m.attrs["cxrcurate"]["data_root"] == str(sample_root)  # the sources' common parent
+    assert m.attrs["cxrcurate"]["data_root"] == str(sample_build.manifest.parent.resolve())  # sources' common parent
     masks = {p for paths in m["mask_paths"].dropna() for p in paths}
     accounted = set(m["path"]) | masks | set(d["path"].dropna())
     on_disk = {f for f in _all_files(sample_root)

@@ -28,6 +28,6 @@ def test_split_then_leakage(sample_build, tmp_path, capsys):
 
     write_manifest(leaky, leaky_path, read_info(split))
     capsys.readouterr()
-    assert main(["leakage", str(leaky_path), "--pairs", str(pairs), "--format", "json"]) == 1
+    assert main(["leakage", str(leaky_path), "--pairs", str(pairs), "--format", "json"]) == 3  # check failed
     assert '"ok": false' in capsys.readouterr().out
     assert isinstance(pd.read_parquet(split), pd.DataFrame)

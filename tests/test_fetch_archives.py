@@ -149,9 +149,9 @@ def test_check_says_what_is_missing(tmp_path, capsys):
 
     _montgomery(tmp_path / "m", 80, 50)
     (tmp_path / "m" / "CXR_png" / "notes.docx").write_bytes(b"x")
-    assert cli("--source", "montgomery", "--check", str(tmp_path / "m")) == 1
+    assert cli("--source", "montgomery", "--check", str(tmp_path / "m")) == 3  # the check failed
     out = capsys.readouterr().out
     assert "expected 138 images, found 130 (8 missing)" in out and "other: expected 58, found 50" in out
     assert "not_image: 1" in out and "INCOMPLETE" in out
-    assert cli("--source", "kermany", "--check", str(tmp_path / "nothing")) == 1
+    assert cli("--source", "kermany", "--check", str(tmp_path / "nothing")) == 3
     assert "is not a folder" in capsys.readouterr().out

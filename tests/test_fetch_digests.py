@@ -65,7 +65,7 @@ def test_kermany_check_pins_the_first_archive_and_reports_a_changed_one(tmp_path
     assert "matches the sha256 recorded by the first check" in capsys.readouterr().out
 
     archive.write_bytes(b"PK a different copy")
-    assert cli("--source", "kermany", "--check", str(root)) == 1
+    assert cli("--source", "kermany", "--check", str(root)) == 3
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if str(archive) in line)
     assert first in line and hashlib.sha256(archive.read_bytes()).hexdigest() in line

@@ -94,7 +94,7 @@ assert duckdb.sql(f"select count(*) from read_parquet('{{p}}') where pediatric")
 ds = datasets.load_dataset("parquet", data_files=p, split="train")
 assert ds.num_rows == 2 and ds.features["phash"].dtype == "uint64", ds.features
 meta = json.loads(pq.read_schema(p).metadata[b"cxrcurate"])
-assert meta["schema_version"] == "1.0" and "cohen" in meta["sources"]
+assert meta["schema_version"] == "1.1" and "cohen" in meta["sources"]
 assert not any(m.startswith("cxrcurate") for m in sys.modules), "cxrcurate was imported"
 print("ok")
 """

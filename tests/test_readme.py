@@ -4,6 +4,7 @@ and split by the README's own commands."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,16 @@ def test_readme_python_block_runs_as_written(index, tmp_path, monkeypatch, capsy
     pytest.importorskip("datasets", reason="the [hf] extra installs datasets")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "manifests").symlink_to(ROOT / "manifests")  # the README runs in a clone of the repository
-    assert main(["build-manifest", "--sample", "--out", "out/m", "--quiet", "--dedup"]) == 0
-    assert main(["split", "out/m/manifest.parquet", "--test", "0.2", "--val", "0.1", "--seed", "0"]) in (0, 1)
+    from cxrcurate.sample import sample_sources
+
+    specs = []
+    for name, folder in sample_sources():  # the README's layout: one folder per source under raw/
+        shutil.copytree(folder, tmp_path / "raw" / name)
+        specs += ["--source", f"{name}=raw/{name}"]
+    assert main(["build-manifest", *specs, "--out", "out/m", "--quiet"]) == 0
+    assert main(["dedup", "out/m/manifest.parquet", "--data-root", "raw", "--in-place", "--quiet"]) == 0
+    assert main(["split", "out/m/manifest.parquet", "--test", "0.2", "--val", "0.1", "--seed", "0",
+                 "--out", "out/m/split.parquet"]) == 0
     capsys.readouterr()
     namespace: dict = {}
     exec(compile(_python_blocks()[index], f"README.md python block {index}", "exec"), namespace)  # noqa: S102

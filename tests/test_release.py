@@ -19,9 +19,11 @@ from PIL import Image
 from cxrcurate.cli import main
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.release import load_release, materialise, verify_release
+from cxrcurate.release.build import file_hashes
 from cxrcurate.release.card import render_card
 from cxrcurate.release.quality import Thresholds, flags, measure
 from cxrcurate.splits import leakage_report, split_groups
+from cxrcurate.tables import write_table
 
 RELEASE = Path(__file__).resolve().parents[1] / "manifests" / "v1"
 FILES = ("open.parquet", "open.pairs.parquet", "open.conflicts.parquet", "open.dropped.parquet",
@@ -50,8 +52,8 @@ n = duckdb.sql(f"select count(*) from read_parquet('{{root}}/nih-cxr14.parquet')
 assert n == 112120, n
 ds = datasets.load_dataset("parquet", data_files=root + "/open.parquet", split="train")
 assert ds.num_rows == len(df) and "flag_inverted" in ds.features
-meta = json.loads(pq.read_schema(root + "/open.parquet").metadata[b"cxrcurate_release"])
-assert meta["release"] == "v1" and meta["split"]["seed"] == 0
+meta = json.loads(pq.read_schema(root + "/open.parquet").metadata[b"cxrcurate"])
+assert meta["release"] == "v1" and meta["table"] == "release" and meta["split"]["seed"] == 0
 assert not any(m.startswith("cxrcurate") for m in sys.modules), "cxrcurate was imported"
 print("ok")
 """
@@ -98,8 +100,7 @@ def test_release_sha256_matches_untouched_original_files(release, shared_data):
 def test_standard_split_has_no_unit_on_two_sides(release):
     assert release.groupby("unit")["split"].nunique().max() == 1
     assert release.assign(u=split_groups(release)).groupby("u")["split"].nunique().max() == 1
-    pairs = pd.read_parquet(RELEASE / "open.pairs.parquet").assign(accepted=True)
-    report = leakage_report(release, pairs=pairs)
+    report = leakage_report(release, pairs=RELEASE / "open.pairs.parquet")
     assert report.ok, report.to_text()
     nih = load_release(RELEASE, "nih-cxr14")
     assert len(nih) == 112_120 and nih.groupby("patient_id")["split"].nunique().max() == 1
@@ -122,7 +123,8 @@ def test_card_matches_the_release(release):
 def test_committed_release_is_what_the_command_builds(tmp_path, shared_data):
     out = tmp_path / "v1"
     out.mkdir()
-    shutil.copy(RELEASE / "quality-truth.csv", out / "quality-truth.csv")
+    for hand_made in ("quality-truth.csv", "QUALITY-TRUTH.md"):  # the eye-checked truth set and how it was decided
+        shutil.copy(RELEASE / hand_made, out / hand_made)
     assert main(["release", "build", "--data", str(shared_data), "--out", str(out), "--quiet"]) == 0
     for name in FILES:
         assert (out / name).read_bytes() == (RELEASE / name).read_bytes(), f"{name} differs from the committed one"
@@ -148,7 +150,8 @@ def _fake_release(tmp_path: Path) -> tuple[Path, Path]:
                      "file_sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(), "width": 48, "height": 40,
                      "bit_depth": 8, "pixel_sha256": None, "phash": None, "extra": None, "dup_group": f"g{i}",
                      "keep": True, "unit": f"unit:{i}", "split": split, "flag_inverted": False, "flag_small": True})
-    pd.DataFrame(rows).to_parquet(rel / "open.parquet")
+    write_table(pd.DataFrame(rows), rel / "open.parquet", "release", {"release": "v1"})
+    (rel / "release.json").write_text(json.dumps({"release": "v1", "files": file_hashes(rel)}))
     return rel, root
 
 
@@ -164,7 +167,7 @@ def test_verify_catches_a_changed_and_a_missing_file(tmp_path, capsys):
     assert report.changed == ["hannover/png/1.png"] and report.missing == ["hannover/png/2.png"]
     assert report.extra == ["hannover/png/new.png"]
     capsys.readouterr()
-    assert main(["verify", "--release", str(rel), "--root", str(root)]) == 1
+    assert main(["verify", "--release", str(rel), "--root", str(root)]) == 3
     text = capsys.readouterr().out
     assert "1 missing" in text and "1 changed" in text and "MISMATCH" in text
 

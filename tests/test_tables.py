@@ -12,7 +12,7 @@ import pytest
 
 from cxrcurate import tables
 from cxrcurate.errors import MissingFileError, SchemaError
-from cxrcurate.manifest import COLUMNS, read_manifest, to_table, write_manifest
+from cxrcurate.manifest import COLUMNS, SCHEMA_VERSION, read_manifest, to_table, write_manifest
 
 KIND = tables.register(tables.TableKind(
     "test-scores", "1.0",
@@ -34,7 +34,7 @@ def test_writer_keeps_columns_it_does_not_own_and_marks_the_kind(tmp_path):
     assert list(back.columns) == [*COLUMNS, "flag_small", "unit"]
     assert back["flag_small"].tolist() == [True, False]
     meta = json.loads(pq.read_schema(path).metadata[b"cxrcurate"])
-    assert meta["table"] == "manifest" and meta["table_version"] == "1.0"
+    assert meta["table"] == "manifest" and meta["table_version"] == SCHEMA_VERSION
     assert b"pandas" not in pq.read_schema(path).metadata
 
 
@@ -49,7 +49,7 @@ def test_floats_are_rounded_so_last_bit_noise_gives_the_same_bytes(tmp_path):
 def test_reader_refuses_another_kind(tmp_path):
     path = tables.write_table(pd.DataFrame({"image_id": ["x"], "score": [1.0]}), tmp_path / "s.parquet",
                               "test-scores")
-    with pytest.raises(SchemaError, match="is a test-scores table; this needs a manifest table"):
+    with pytest.raises(SchemaError, match="is a test-scores table; this needs a manifest or release table"):
         read_manifest(path)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..dedup import read_pairs
 from .attribution import AttributionOptions
 from .base import AuditOptions, Check, to_json, unit_bootstrap, units_of, worst
 
@@ -357,9 +358,8 @@ def _full_manifest(run: Any) -> pd.DataFrame | None:
 
 
 def _pairs(run: Any) -> pd.DataFrame | None:
-    """Dedup's pairs table beside the run's manifest (``<stem>.pairs.parquet``), when there is one."""
-    path = Path(run.manifest_path).with_name(f"{Path(run.manifest_path).stem}.pairs.parquet")
-    return pd.read_parquet(path) if path.is_file() else None
+    """Dedup's pairs table beside the run's manifest (``dedup.read_pairs``: the one location rule), if any."""
+    return read_pairs(run.manifest_path)
 
 
 def _reload_difference(run: Any, k: int, preds: pd.DataFrame) -> float:

@@ -5,9 +5,10 @@ Command groups: ``data`` (sources, build-manifest, stats, dedup, split, leakage)
 ``release`` (release build, verify, materialise).
 Subcommands import what they need when they run, so ``--help`` stays light.
 
-Exit codes: 0 success; 1 a data error or a failed check (leakage found, verification failed); 2 a usage error
-(argparse's own, or ``UsageError``); 130 interrupted. Errors print one line naming the file and the fix; the
-traceback only with ``--debug``.
+Exit codes (``codes``, listed in the README): 0 success; 1 bad input data; 2 a usage error; 3 a check that ran and
+failed (leakage found, a release or your files do not match it, the audit says FAIL); 130 interrupted; 141 the
+output pipe was closed.
+Errors print one line naming the file and the fix; the traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import CxrcurateError, UsageError
-
-EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+from .codes import EXIT_BROKEN_PIPE, EXIT_CHECK_FAILED, EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that pick up where an interrupted run stopped when run again.
 RESUMABLE = {"build-manifest", "preprocess", "fetch", "bench", "pretrain-chexnet"}
-EXIT_BROKEN_PIPE = 141  # as a shell reports a command killed by SIGPIPE (`cxrcurate stats M | head -1`)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,4 +142,5 @@ def _silence_stdout() -> None:
         pass
 
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_DATA", "EXIT_USAGE", "EXIT_CHECK_FAILED", "EXIT_INTERRUPTED",
+           "EXIT_BROKEN_PIPE"]

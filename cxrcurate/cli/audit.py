@@ -2,15 +2,17 @@
 
 Nothing heavy is imported here: torch, Captum and matplotlib load when a command runs.
 
-Exit codes of ``audit``: 0 when no check failed, 1 when one did (the table says which), 2 for a usage error (from
+Exit codes of ``audit``: 0 when no check failed, 3 when one did (the table says which), 2 for a usage error (from
 the CLI's error handler). ``audit --self-test``: 0 when every scenario (clean control, full, partial and low-contrast
-marker on real CXRs) gets its expected verdict, 1 otherwise. ``report``: 0 when the page was written.
+marker on real CXRs) gets its expected verdict, 3 otherwise. ``report``: 0 when the page was written.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from .codes import EXIT_CHECK_FAILED
 
 
 def _methods(value: str) -> tuple[str, ...]:
@@ -38,7 +40,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         result = run_self_test(out, opts)
         print(result.table())
         print(f"\nwrote {out / 'selftest.json'}")
-        return 0 if result.ok else 1
+        return 0 if result.ok else EXIT_CHECK_FAILED
     if args.run is None:
         raise CxrcurateError("give a run folder (cxrcurate audit RUN) or --self-test")
     from ..audit.attribution import AttributionOptions
@@ -58,7 +60,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         print(audit_table(result))
         print(f"\nwrote {Path(args.run) / 'audit.json'} ({result['seconds']} s)")
-    return 1 if result["verdict"] == "fail" else 0
+    return EXIT_CHECK_FAILED if result["verdict"] == "fail" else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
     be.add_argument("--max-minutes", type=float, help="stop training after this long")
     be.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    be.add_argument("--data-root", help="folder the manifest paths are relative to (default: recorded)")
+    be.add_argument("--data-root", help="folder the manifest paths are relative to (default: its own folder)")
     be.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     be.add_argument("--cache", help="tensor cache folder filled by `cxrcurate preprocess` (read instead of decoding)")
     be.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from . import leakcheck
+from .codes import EXIT_CHECK_FAILED
 from .options import ranged, workers
 
 
@@ -25,7 +26,6 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from ..build import build_manifest, parse_source_spec
     from ..stats import dropped_summary, label_source_table, render
@@ -42,20 +42,24 @@ def cmd_build(args: argparse.Namespace) -> int:
                             progress=not args.quiet, rehash=args.rehash, **kwargs)
     print(f"wrote {result.manifest} ({result.n_images} images) and {result.dropped} ({result.n_dropped} dropped)")
     print(f"data root: {result.info['data_root']}")
+    if Path(result.manifest).resolve().parent != Path(result.info["data_root"]):
+        print(f"  (the manifest is not in its data root: pass --data-root {result.info['data_root']} to the commands "
+              "that open its images; a data root is never read from the manifest itself)")
     for name, s in result.info["sources"].items():
         notes = "".join(f"\n    {k}: {v}" for k, v in s.get("notes", {}).items())
         print(f"  {name}: {s['records']} images, {s['dropped']} dropped{notes}")
-    from ..manifest import read_manifest
+    from ..manifest import read_dropped, read_manifest
 
     print("\n" + render(label_source_table(read_manifest(result.manifest))))
     if result.n_dropped:
         print("\ndropped (every file or row not in the manifest):")
-        print(render(dropped_summary(pd.read_parquet(result.dropped))))
+        print(render(dropped_summary(read_dropped(result.dropped))))
     if args.dedup:
         from ..dedup.engine import dedup_manifest
 
         print()
-        _, dres = dedup_manifest(result.manifest, options=_dedup_options(args), progress=not args.quiet)
+        _, dres = dedup_manifest(result.manifest, data_root=result.info["data_root"], options=_dedup_options(args),
+                                 progress=not args.quiet, in_place=True)  # its own fresh output, its own root
         _print_dedup(dres)
     return 0
 
@@ -65,11 +69,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     from ..dedup import read_pairs
     from ..manifest import read_manifest
-    from ..release.verify import read_any
     from ..splits import split_groups
     from ..stats import LEGEND, duplicates_table, label_source_table, legend, render, split_summary
 
-    df = read_any(args.manifest, read_manifest)
+    df = read_manifest(args.manifest)  # a manifest, a release's open.parquet, or your own table
     units = None if "unit" in df.columns else split_groups(df, read_pairs(args.manifest))
     tables = [("summary", "kept images and units per label and split (one copy per picture)",
                split_summary(df, units)),
@@ -139,14 +142,13 @@ def _print_dedup(result) -> None:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
-    from ..dedup.engine import dedup_manifest
+    from ..dedup.engine import dedup_manifest, output_path
     from ..manifest import check_output_file
 
     _check_radius(args)
-    if args.out:
-        check_output_file(args.out)
+    check_output_file(output_path(args.manifest, args.out, args.in_place))
     target, result = dedup_manifest(args.manifest, args.out, args.data_root, _dedup_options(args),
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, in_place=args.in_place)
     print(f"wrote {target} (+ pairs and conflicts tables beside it)")
     _print_dedup(result)
     return 0
@@ -155,15 +157,17 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..manifest import check_output_file, read_manifest, write_manifest
+    from ..dedup import carry_companions, output_path, read_pairs
+    from ..manifest import check_output_file, read_manifest, write_like
     from ..splits import SIDES, leakage_report, make_split
 
-    if args.out:
-        check_output_file(args.out)
+    dest = check_output_file(output_path(args.manifest, args.out, args.in_place))
+    pairs = read_pairs(args.manifest)
     out = make_split(read_manifest(args.manifest), test=args.test, val=args.val, seed=args.seed,
-                     holdout_source=args.by_source)
-    info = {k: v for k, v in out.attrs["cxrcurate"].items() if k not in ("schema_version", "cxrcurate_version")}
-    dest = write_manifest(out, args.out or args.manifest, info=info)
+                     holdout_source=args.by_source, pairs=pairs)
+    info = out.attrs["cxrcurate"]
+    write_like(out, dest, info)  # every column kept; only split is rewritten
+    carry_companions(args.manifest, dest)
     s = info["split"]
     print(f"wrote {dest}: " + ", ".join(f"{k} {v:,}" for k, v in s["rows"].items())
           + f" rows; {s['units']:,} units (patients or linked pictures); seed {s['seed']}")
@@ -171,23 +175,26 @@ def cmd_split(args: argparse.Namespace) -> int:
         print(f"  {side}: {method}")
     table = pd.crosstab(out["label"], out["split"], margins=True, margins_name="all")
     print(table.reindex(columns=[c for c in (*SIDES, "all") if c in table.columns]).to_string())
-    report = leakage_report(out)
+    report = leakage_report(out, pairs=pairs)
     print(report.to_text())
-    return 0 if report.ok else 1
+    return 0 if report.ok else EXIT_CHECK_FAILED
 
 
 def cmd_leakage(args: argparse.Namespace) -> int:
     import json
 
-    from ..dedup import read_pairs
-    from ..manifest import read_manifest
+    from ..dedup import load_pairs, pairs_path, read_pairs
+    from ..manifest import MANIFEST_KINDS
     from ..splits import leakage_report
+    from ..tables import read_table
 
     _check_radius(args)
-    df = read_manifest(args.manifest)
-    pairs = args.pairs if args.pairs is not None else read_pairs(args.manifest)
-    from . import leakcheck
-
+    df = read_table(args.manifest, (*MANIFEST_KINDS, "nih-cxr14"))  # any table with a split: a release's included
+    pairs = load_pairs(args.pairs) if args.pairs is not None else read_pairs(args.manifest)
+    if args.pairs is None and args.format == "text":
+        found = pairs_path(args.manifest)
+        print(f"pairs: {found}" if pairs is not None else f"pairs: none beside the table ({found.name}); near "
+              f"copies are phash pairs within {args.radius}")
     if leakcheck.wants(args):
         if args.run is not None:
             raise UsageError("--run checks a bench run's splits; use it without --split-file/--measure/--montage")
@@ -195,7 +202,7 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     if args.run is None:
         report = leakage_report(df, split_column=args.split_column, pairs=pairs, radius=args.radius)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
-        return 0 if report.ok else 1
+        return 0 if report.ok else EXIT_CHECK_FAILED
     import pandas as pd
 
     splits = sorted(args.run.glob("run-*/split.parquet"))
@@ -212,7 +219,7 @@ def cmd_leakage(args: argparse.Namespace) -> int:
             print(report.to_text())
     if args.format == "json":
         print(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=2, default=str))
-    return 0 if ok else 1
+    return 0 if ok else EXIT_CHECK_FAILED
 
 
 def _add_dedup_args(p: argparse.ArgumentParser) -> None:
@@ -232,6 +239,15 @@ def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prefer", help="comma-separated source order for the copy to keep (default: originals first)")
     g.add_argument("--label-conflict", choices=["exclude", "report"], default="exclude",
                    help="copies whose sources disagree on the label: exclude them all (default) or only report")
+
+
+def _add_output_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--out`` / ``--in-place``: a command that rewrites a table needs one of them (nothing is overwritten by
+    surprise); either way every column the command does not own is kept."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--out", type=Path, help=f"write {what} to this new file (MANIFEST stays as it is)")
+    g.add_argument("--in-place", action="store_true",
+                   help="rewrite MANIFEST itself (atomically), keeping every column this command does not own")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -257,9 +273,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_build)
 
     d = subparsers.add_parser("dedup", help="fill dup_group/keep; write the pairs (with evidence) and conflicts tables")
-    d.add_argument("manifest", type=Path, help="the manifest to deduplicate (manifest.parquet)")
-    d.add_argument("--out", type=Path, help="write the deduplicated manifest here (default: in place)")
-    d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    d.add_argument("manifest", type=Path, help="the manifest to deduplicate (manifest.parquet, or a table you bring)")
+    _add_output_args(d, "the deduplicated table (its pairs and conflicts tables are written beside it)")
+    d.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: the "
+                   "manifest's own folder; never a folder the file names)")
     d.add_argument("--workers", type=workers(), help="processes, 1..512 (default: all cores)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_dedup_args(d)
@@ -286,11 +303,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     sp.add_argument("--by-source", metavar="SOURCE",
                     help="leave-one-source-out: every row of SOURCE (and every patient or picture it shares) is test")
-    sp.add_argument("--out", type=Path, help="write here (default: rewrite MANIFEST in place, atomically)")
+    _add_output_args(sp, "the split table")
     sp.set_defaults(func=cmd_split)
 
     lk = subparsers.add_parser("leakage", help="check a split for patients, copies and near copies on two sides")
-    lk.add_argument("manifest", type=Path, help="the FULL manifest holding the split (or the one a --run was made on)")
+    lk.add_argument("manifest", type=Path, help="a manifest, a release table (open.parquet, nih-cxr14.parquet) or "
+                    "your own Parquet/CSV with image_id and a split column; the FULL table a --run was made on")
     lk.add_argument("--split-column", default="split", help="column holding train/val/test (default: split)")
     lk.add_argument("--pairs", type=Path, metavar="PAIRS.parquet",
                     help="dedup's pairs table (default: the one beside MANIFEST, if any); without one near copies "

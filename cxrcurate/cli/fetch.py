@@ -2,7 +2,7 @@
 
 Exit codes: 0 when everything asked for is on disk (or, with ``--check``, complete), 1 when anything failed (each
 failure is listed with its reason), 2 for a usage error or a source that needs a manual download (the message
-says where to get it).
+says where to get it), 3 when ``--check`` finds a file that does not match.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+
+from .codes import EXIT_CHECK_FAILED
 
 
 def _date(value: str) -> dt.date:
@@ -50,7 +52,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.check is not None:
         result = check_source(args.source, args.check)
         print("\n".join(result.lines))
-        return 0 if result.ok else 1
+        return 0 if result.ok else EXIT_CHECK_FAILED
     if args.write_digests is not None:
         from ..fetch.github import write_repository_digests
 

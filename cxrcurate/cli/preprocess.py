@@ -111,7 +111,7 @@ def register(subparsers: Any) -> None:
     """Add ``preprocess``, ``show`` and ``train-lungs`` to the ``cxrcurate`` subcommands."""
     p = subparsers.add_parser("preprocess", help="crop to the lungs, enhance (CLAHE, BEASF) and cache model inputs")
     p.add_argument("manifest", type=Path, help="the manifest whose images are preprocessed")
-    p.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    p.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: its own folder)")
     p.add_argument("--cache", type=Path, help="cache folder (default: preprocessed/ beside the manifest)")
     p.add_argument("--workers", type=workers(), help="processes, 1..512 (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -122,14 +122,14 @@ def register(subparsers: Any) -> None:
     s.add_argument("manifest", type=Path, help="the manifest holding the image")
     s.add_argument("image_id", help="the image's image_id, e.g. cohen:images/foo.jpg")
     s.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
-    s.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    s.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: its own folder)")
     _add_config_args(s)
     s.set_defaults(func=cmd_show)
 
     t = subparsers.add_parser("train-lungs", help="train the lung U-Net on manifest rows that have lung masks")
     t.add_argument("manifest", type=Path, help="a manifest with lung masks (mask_paths) on some rows")
     t.add_argument("--out", type=Path, required=True, help="weights file (.safetensors; a .json card goes beside it)")
-    t.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    t.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: its own folder)")
     t.add_argument("--size", type=ranged(int, 16, 1024, "pixels"), default=160,
                    help="input side, a multiple of 2**depth, 16..1024 (default 160)")
     t.add_argument("--width", type=ranged(int, 1, 128), default=8,

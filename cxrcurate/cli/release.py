@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UsageError
-
-EXIT_MISMATCH = 1
+from .codes import EXIT_CHECK_FAILED
 
 
 def cmd_release_build(args: argparse.Namespace) -> int:
@@ -35,7 +35,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(report.to_text())
         for line in diagnosis.lines() if diagnosis else []:
             print(line)
-    return 0 if report.ok else EXIT_MISMATCH
+    return 0 if report.ok else EXIT_CHECK_FAILED
 
 
 def cmd_materialise(args: argparse.Namespace) -> int:
@@ -46,8 +46,10 @@ def cmd_materialise(args: argparse.Namespace) -> int:
     df = materialise(args.release, args.root, args.out, allow_missing=args.allow_missing, workers=args.workers,
                      progress=not args.quiet)
     sides = df["split"].value_counts().to_dict()
+    beside = Path(args.out).resolve().parent == Path(args.root).resolve()
+    root = "" if beside else f" --data-root {args.root}"  # the data root is never read from the file itself
     print(f"wrote {args.out}: {len(df):,} images ({', '.join(f'{k} {v:,}' for k, v in sorted(sides.items()))}); "
-          f"train on it with `cxrcurate bench --manifest {args.out} --split-policy manifest`")
+          f"train on it with `cxrcurate bench --manifest {args.out}{root} --split-policy manifest`")
     return 0
 
 
@@ -63,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_release_build)
 
-    v = sub.add_parser("verify", help="check your downloaded sources against a release by sha256 (exit 1 on mismatch)")
+    v = sub.add_parser("verify", help="check a release's own files (release.json digests), then your downloaded "
+                       "sources against it by sha256 (exit 3 on a mismatch or a tampered release)")
     v.add_argument("--release", default="manifests/v1", help="release folder (default manifests/v1)")
     v.add_argument("--root", required=True, help="folder holding one folder per source (ROOT/cohen, ROOT/hannover..)")
     v.add_argument("--format", choices=["text", "json"], default="text",

@@ -7,6 +7,7 @@ per group.
 - ``store``: each image decoded once; verification features kept on disk for the run.
 - ``features``: the verification of a candidate pair.
 - ``runners`` / ``distributed``: the per-image and per-pair maps in local processes or on a Dask cluster.
+- ``groups``: the one union-find; the pairs and conflicts tables and where they live.
 - ``engine``: candidates -> verified pairs -> groups, keep policy, label conflicts; ``dedup_manifest``.
 """
 
@@ -22,10 +23,19 @@ from .engine import (
     exact_pairs,
     find_conflicts,
     find_pairs,
+    output_path,
+)
+from .groups import (
+    PAIR_COLUMNS,
+    UnionFind,
+    carry_companions,
+    components,
+    conflicts_path,
+    load_pairs,
     pairs_path,
     read_pairs,
 )
 
 __all__ = ["DedupOptions", "DedupResult", "assign_groups", "cross_source_table", "dedup", "dedup_manifest",
-           "exact_pairs", "find_conflicts", "find_pairs",
-           "pairs_path", "read_pairs"]
+           "exact_pairs", "find_conflicts", "find_pairs", "output_path", "PAIR_COLUMNS", "carry_companions",
+           "UnionFind", "components", "conflicts_path", "load_pairs", "pairs_path", "read_pairs"]

@@ -26,16 +26,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import CxrcurateError
-from ..manifest import row_paths
+from ..errors import CxrcurateError, UsageError
+from ..manifest import need_columns, read_manifest, resolve_data_root, row_paths, write_like
 from ..sources import dedup_preference
-from .features import GATE_MATCHES
-from .hashindex import hamming
+from ..tables import write_table
+from .descriptors import candidate_pairs, fit_whitening, whiten
+from .distributed import DaskRunner
+from .features import GATE_MATCHES, STAGES, cpu_workers
+from .groups import PAIR_COLUMNS, components, conflicts_path, pairs_path
+from .hashindex import hamming, pairs_within
+from .runners import LocalRunner
 
 log = logging.getLogger(__name__)
 
 KNOWN_LABELS = ("normal", "covid19", "pneumonia", "other")
-PAIR_COLUMNS = ["image_a", "image_b", "kind", "hamming", "inliers", "score", "accepted", "stage"]
 
 
 @dataclass
@@ -55,6 +59,7 @@ class DedupOptions:
     engine: str = "local"  # or "dask" (``distributed``): same pairs and groups, work spread over a cluster
     scheduler: str | None = None  # Dask scheduler address; None starts a local cluster
     work_dir: str | None = None  # where per-image features are kept during the run (shared by all workers)
+    search_threads: int | None = None  # threads of the candidate search (None: workers); 1 pins its float sums
 
 
 @dataclass
@@ -65,24 +70,6 @@ class DedupResult:
     pairs: pd.DataFrame
     conflicts: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n)
-
-    def find(self, x: int) -> int:
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:
-            self.parent[x], x = root, self.parent[x]
-        return int(root)
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 def exact_pairs(df: pd.DataFrame) -> pd.DataFrame:
@@ -99,8 +86,6 @@ def exact_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _hash_pairs(hashes: np.ndarray, radius: int, kind: str) -> pd.DataFrame:
-    from .hashindex import pairs_within
-
     i, j, d = pairs_within(hashes.astype(np.uint64), radius)
     return pd.DataFrame({"a": i, "b": j, "kind": kind, "hamming": d.astype(int)})
 
@@ -120,15 +105,9 @@ def _name_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _runner(options: DedupOptions, progress: bool):
-    from .features import cpu_workers
-
     if options.engine == "local":
-        from .runners import LocalRunner
-
         return LocalRunner(cpu_workers(options.workers), progress)
     if options.engine == "dask":
-        from .distributed import DaskRunner
-
         return DaskRunner(options.scheduler, options.workers, progress)
     raise CxrcurateError(f"engine must be 'local' or 'dask', not {options.engine!r}")
 
@@ -136,8 +115,6 @@ def _runner(options: DedupOptions, progress: bool):
 def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
     import tempfile
-
-    from .descriptors import fit_whitening, whiten
 
     paths = [str(p) for p in row_paths(df, data_root)]  # each inside the data root (refused otherwise)
     exact = exact_pairs(df)
@@ -153,7 +130,8 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
             raise CxrcurateError(f"{len(bad)} image(s) can no longer be decoded, e.g. {bad[0]}; rebuild the manifest")
         if options.knn > 0 and len(df) > 1:
             white = whiten(raw, *fit_whitening(raw))
-            ann = runner.candidates(white, options.knn)
+            ann = (runner.candidates(white, options.knn) if options.search_threads is None else
+                   candidate_pairs(white, options.knn, threads=options.search_threads))
             parts.append(pd.DataFrame({"a": ann[:, 0], "b": ann[:, 1], "kind": "ann", "hamming": -1}))
         del raw
         cand = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else exact
@@ -172,8 +150,6 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
         verdicts = runner.verify(todo, store, (options.min_inliers, options.min_score, options.strong_inliers,
                                                options.gate))
         runner.close()
-    from .features import STAGES
-
     cand["inliers"], cand["score"], cand["accepted"], cand["stage"] = -1, 1.0, True, "exact"
     cand.loc[~is_exact, "inliers"] = verdicts[:, 0].astype(int)
     cand.loc[~is_exact, "score"] = verdicts[:, 1]
@@ -192,10 +168,7 @@ def _richness(df: pd.DataFrame) -> pd.Series:
 
 def assign_groups(df: pd.DataFrame, pairs: pd.DataFrame, options: DedupOptions) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fill ``dup_group``/``keep`` from accepted pairs; return the manifest and the conflicts table."""
-    uf = _UnionFind(len(df))
-    for a, b in pairs.loc[pairs["accepted"].astype(bool), ["a", "b"]].itertuples(index=False):
-        uf.union(int(a), int(b))
-    roots = np.array([uf.find(i) for i in range(len(df))])
+    roots = components(len(df), pairs.loc[pairs["accepted"].astype(bool), ["a", "b"]].itertuples(index=False))
     out = df.copy()
     ids = out["image_id"].to_numpy()
     first_id = pd.Series(ids).groupby(roots).transform("min").to_numpy()
@@ -289,39 +262,44 @@ def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions 
 
 def dedup_manifest(manifest: str | os.PathLike, out: str | os.PathLike | None = None,
                    data_root: str | os.PathLike | None = None, options: DedupOptions | None = None,
-                   progress: bool = True) -> tuple[Path, DedupResult]:
-    """Deduplicate a manifest file: write it (in place by default) with ``dup_group``/``keep`` filled, plus
-    ``<name>.pairs.parquet`` (every candidate pair with its evidence) and ``<name>.conflicts.parquet`` beside it.
+                   progress: bool = True, in_place: bool = False) -> tuple[Path, DedupResult]:
+    """Deduplicate a manifest file and write it to ``out`` (or over itself with ``in_place``) with
+    ``dup_group``/``keep`` filled and every other column kept, plus ``<name>.pairs.parquet`` (every candidate pair
+    with its evidence) and ``<name>.conflicts.parquet`` beside it.
+
+    A release table (``open.parquet``) is read as a manifest; it carries no pixel fingerprints, so it is refused
+    with the way forward (``cxrcurate materialise`` over your files).
 
     Raises:
-        CxrcurateError: the data root is unknown or an image is missing; SchemaError: not a manifest.
+        UsageError: neither ``out`` nor ``in_place``, or both.
+        CxrcurateError: the data root is unknown or an image is missing; SchemaError: not a manifest, or a column
+            dedup needs is empty.
     """
-    from ..manifest import read_info, read_manifest, resolve_data_root, write_manifest
-
+    target = output_path(manifest, out, in_place)
     df = read_manifest(manifest)
     if df.empty:
         raise CxrcurateError(f"{manifest} has no rows: nothing to deduplicate. See the dropped table beside it "
                              "(manifest.dropped.parquet) for why every input was left out")
+    need_columns(df, ("file_sha256", "pixel_sha256", "phash", "width", "height"), "dedup",
+                 "fill them with `cxrcurate build-manifest` (your folders) or `cxrcurate materialise` (a release "
+                 "over your files)")
     root = resolve_data_root(df, data_root)
     result = dedup(df, root, options, progress)
-    info = read_info(manifest)
-    info["dedup"] = result.summary
-    target = Path(out) if out else Path(manifest)
-    write_manifest(result.manifest, target, info)
-    result.pairs.to_parquet(pairs_path(target), index=False)
-    stem = target.name.removesuffix(".parquet")
-    result.conflicts.to_parquet(target.with_name(f"{stem}.conflicts.parquet"), index=False)
+    write_like(result.manifest, target, {**df.attrs.get("cxrcurate", {}), "dedup": result.summary})
+    write_table(result.pairs, pairs_path(target), "pairs", {"dedup": result.summary["options"]})
+    write_table(result.conflicts, conflicts_path(target), "conflicts")
     return target, result
 
 
-def pairs_path(manifest: str | os.PathLike) -> Path:
-    """Where ``dedup_manifest`` writes the pairs table of ``manifest``: ``<name>.pairs.parquet`` beside it."""
-    target = Path(manifest)
-    return target.with_name(f"{target.name.removesuffix('.parquet')}.pairs.parquet")
+def output_path(table: str | os.PathLike, out: str | os.PathLike | None, in_place: bool) -> Path:
+    """Where a command that rewrites ``table`` writes: ``out``, or ``table`` itself only with ``in_place``.
 
-
-def read_pairs(manifest: str | os.PathLike) -> pd.DataFrame | None:
-    """The pairs table dedup wrote beside ``manifest``, or None when there is none."""
-    path = pairs_path(manifest)
-    return pd.read_parquet(path) if path.is_file() else None
-
+    Raises:
+        UsageError: neither is given (nothing is overwritten by surprise), or both.
+    """
+    if out is not None and in_place:
+        raise UsageError(f"give either --out FILE or --in-place, not both (input {table})")
+    if out is None and not in_place:
+        raise UsageError(f"say where to write: --out FILE (a new table; {table} stays as it is) or --in-place "
+                         f"(rewrite {table}, keeping every column this command does not own)")
+    return Path(table) if in_place else Path(out)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from .. import __version__
 from ..errors import CxrcurateError, DownloadError, FetchError, UnsafePath
+from ..sources import get_source
 from .download import download, safe_component, safe_join, sniff_image
 from .http import HttpClient
 
@@ -363,8 +364,6 @@ def _one_case(scraper: Scraper, ref: CaseRef, out: Path, options: FetchOptions, 
 
 def check_layout(source: str, out: Path, report: FetchReport) -> None:
     """Ask the loader whether the folder has its layout, so a moved folder upstream is reported now."""
-    from ..sources import get_source
-
     try:
         next(iter(get_source(source)(out).parse()), None)
     except CxrcurateError as exc:

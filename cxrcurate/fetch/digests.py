@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CxrcurateError
+from ..imageio import is_image_name
 from .download import file_sha256
 
 DIGEST_PACKAGE = "cxrcurate.sources"
@@ -117,8 +118,6 @@ def write_digest_list(dest: str | os.PathLike, digests: DigestList) -> Path:
 
 def image_files(folder: str | os.PathLike) -> dict[str, Path]:
     """Every image file under ``folder`` by path relative to it (hidden files and cxrcurate's own folders left out)."""
-    from ..imageio import is_image_name
-
     root = Path(folder)
     out: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(root):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CxrcurateError
+from ..imageio import is_image_name
 from ..sources import DirectDownload, fetch_records
 from .base import FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
 from .download import download, extract_archive, file_sha256, remove_tree
@@ -73,8 +74,6 @@ def fetch_direct(source: str, out: str | Path, client: HttpClient, options: Fetc
     report.notes.append(f"{len(result.files)} files extracted; archive sha256 {digest}"
                         + (" (verified against the published digest)" if spec.sha256 else
                            f" (not verified: {spec.sha256_note})"))
-    from ..imageio import is_image_name
-
     report.images = sum(is_image_name(p.name) for p in result.files)
     remove_tree(tmp)
     write_source_record(out, source, spec.url, archive_sha256=digest, sha256_verified=bool(spec.sha256),

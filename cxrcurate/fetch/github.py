@@ -23,8 +23,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .. import __version__
 from ..errors import CxrcurateError
-from ..sources import Repository, fetch_records
+from ..imageio import is_image_name
+from ..sources import Repository, fetch_records, get_source
 from .base import FetchOptions, FetchReport, check_layout, read_source_record, write_source_record
 from .commits import check_commit
 from .digests import digest_list_name, load_digest_list, verify_files, write_folder_digests
@@ -116,8 +118,6 @@ def _archive_fetch(client: HttpClient, url: str, out: Path, report: FetchReport,
         return False
     for name, why in result.refused:
         report.fail(f"{url} member {name!r}", f"refused: {why}")
-    from ..imageio import is_image_name
-
     report.images = sum(is_image_name(p.name) for p in result.files)
     report.notes.append(f"{len(result.files)} files extracted; archive sha256 {digest}"
                         + (" (verified)" if sha256 else " (recorded in .cxrcurate-source.json)"))
@@ -141,8 +141,6 @@ def _git_fetch(url: str, sha: str, out: Path, report: FetchReport) -> bool:
         if proc.returncode != 0:
             report.fail(url, f"`{' '.join(cmd[1:])}` failed: {proc.stderr.strip()[-500:]}")
             return False
-    from ..imageio import is_image_name
-
     report.images = sum(is_image_name(p.name) for p in out.rglob("*") if ".git" not in p.parts)
     return True
 
@@ -189,13 +187,9 @@ def write_repository_digests(source: str, folder: str | Path, dest: str | Path |
     """
     import time
 
-    from .. import __version__
-
     if source not in repositories():
         raise CxrcurateError(f"{source} is not fetched from GitHub; digest lists are for {', '.join(repositories())}")
     folder = Path(folder)
-    from ..sources import get_source
-
     recorded = read_source_record(folder).get("commit") or get_source(source)(folder).version().get("commit")
     sha = check_commit(commit) if commit else check_commit(recorded, f"the commit {folder} records") if recorded \
         else None

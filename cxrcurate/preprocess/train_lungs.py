@@ -218,7 +218,7 @@ def train_lungs(manifest: Any, out: str | os.PathLike, data_root: str | os.PathL
     Args:
         manifest: a manifest path or DataFrame; rows without ``mask_paths`` are ignored.
         out: weights file (``.safetensors`` recommended); its card is written beside it (``.json``).
-        data_root: folder the manifest paths are relative to (default: recorded in the manifest).
+        data_root: folder the manifest paths are relative to (default: the manifest file's own folder).
         options: training knobs (defaults: ``TrainOptions()``).
         progress: show a progress bar.
         command: the command line, recorded in the card.

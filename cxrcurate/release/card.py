@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..dedup import cross_source_table
+from ..imageio import decode_image
 from .quality import FLAGS, Thresholds, flags, measure
 
 INTRO = """# cxrcurate release v1: five open COVID-19 chest X-ray collections, deduplicated, flagged, split
@@ -20,7 +22,8 @@ wrote them (`cxrcurate release build --data DATA --out manifests/v1`, DATA holdi
 `ORIGINALS.csv`; deterministic: same bytes twice).
 
 **Version scheme.** `manifests/v<N>/`: N grows when rows, labels, splits or identities change; a release folder is
-never edited in place. The files say their version in their Parquet metadata (`cxrcurate_release` key).
+never edited in place. Each table says its kind (`table`: release, pairs, conflicts, dropped, nih-cxr14) and the
+release version in its Parquet metadata (`cxrcurate` key); `release.json` lists the sha256 of every other file.
 
 **Identity.** `repository`, `commit`, `repo_path`, `file_sha256`, `file_bytes`, `width`, `height`, `mode` and
 `bit_depth` are those of the ORIGINAL published file (from `ORIGINALS.csv`), not of the resized copies the release
@@ -30,11 +33,14 @@ computed on copies resized to at most 448 px (byte-identical originals stay byte
 
 **Use.** `path` is relative to a data root holding one folder per source, each the repository at the commit
 below (`cxrcurate fetch --release manifests/v1 --out ROOT` fetches them all so, and checks them). Check your files
-with `cxrcurate verify --release manifests/v1 --root ROOT` (missing, changed, extra, and why; exit 1 on mismatch),
-then `cxrcurate materialise --release manifests/v1 --root ROOT --out manifest.parquet` for the full manifest
-`cxrcurate bench --split-policy manifest` trains on, or `cxrcurate.load_release("manifests/v1", root=ROOT)` in
-Python. Plain `pandas.read_parquet`, duckdb and
-`datasets.load_dataset("parquet", ...)` read every file without cxrcurate.
+with `cxrcurate verify --release manifests/v1 --root ROOT` (the release's own digests first, then missing, changed,
+extra, and why; exit 3 on a mismatch), then
+`cxrcurate materialise --release manifests/v1 --root ROOT --out ROOT/v1.parquet` for the full manifest
+`cxrcurate bench --split-policy manifest` trains on (in ROOT, it finds its images without `--data-root`), or
+`cxrcurate.load_release("manifests/v1", root=ROOT)` in Python. `open.parquet` is a manifest (kind `release`):
+`cxrcurate leakage`, `stats`, `split` and `bench --split-policy manifest` read it directly, with the pairs table
+beside it. Plain `pandas.read_parquet`, duckdb and `datasets.load_dataset("parquet", ...)` read every file without
+cxrcurate.
 
 Columns beyond the manifest's: `unit` (what must stay on one side of a split), `file_bytes`, `mode`, the five
 `flag_*` booleans (never used to drop a row) and `quality` (the measurements they threshold, JSON).
@@ -81,8 +87,6 @@ def flag_scores(release: pd.DataFrame, truth: pd.DataFrame, data: Path,
     same radiographs inverted (255 - pixels; positives by construction). ``flag_small`` is a rule on the original
     dimensions, exact by definition; its count is reported.
     """
-    from ..imageio import decode_image
-
     t = thresholds or Thresholds()
     rows = []
     for path in truth["path"]:
@@ -177,8 +181,6 @@ def render_card(folder: str | Path) -> str:
     conflicts = pd.read_parquet(folder / "open.conflicts.parquet")
     facts = json.loads((folder / "release.json").read_text())
     nih = pd.read_parquet(folder / "nih-cxr14.parquet") if (folder / "nih-cxr14.parquet").exists() else None
-    from ..dedup.engine import cross_source_table
-
     srcs = df.groupby("source").agg(repository=("repository", "first"), commit=("commit", "first"),
                                     licenses=("license", lambda s: "; ".join(sorted(set(s.dropna()))))).reset_index()
     split = facts["open"]["split"]

@@ -1,13 +1,17 @@
-"""Check a user's downloaded sources against a release, materialise the release over them, load it.
+"""Check a release's own files and a user's downloaded sources against it, materialise it over them, load it.
 
-``verify_release`` compares every file a release names with the file under the user's data root by sha256
-(missing, changed) and lists image files the release does not know (extra). ``materialise`` turns the release
-plus the user's files into a full manifest (paths, pixel fingerprints) with the release's split, dup groups and
-flags, which ``cxrcurate bench --split-policy manifest`` trains on. ``load_release`` returns either.
+``verify_release`` first checks the release folder itself: every file ``release.json`` lists must have the sha256
+it records (a table edited after the build is named), and no unlisted file may sit beside them. Then it compares
+every file the release names with the file under the user's data root by sha256 (missing, changed), refuses
+files that lead out of the root through a link (``manifest.safe_path``, the rule ``build-manifest`` applies), and
+lists image files the release does not know (extra). ``materialise`` turns the release plus the user's files into
+a full manifest (paths, pixel fingerprints) with the release's split, dup groups and flags, which ``cxrcurate bench
+--split-policy manifest`` trains on. ``load_release`` returns either.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +19,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import CxrcurateError
+from ..build import fingerprint_files
+from ..errors import CxrcurateError, UnsafeManifestPath
+from ..fetch.download import file_sha256
+from ..imageio import is_image_name
+from ..manifest import read_dropped, read_manifest, safe_path, to_table, validate_table, write_manifest
+from ..tables import read_table
+from .schema import FACTS, TABLE_FILES
 
 TABLES = ("open", "nih-cxr14")
 MAX_LISTED = 20
@@ -25,10 +35,12 @@ def _table(release: str | os.PathLike, table: str = "open") -> pd.DataFrame:
     folder = Path(release)
     if table not in TABLES:
         raise CxrcurateError(f"unknown release table {table!r}; choose from {list(TABLES)}")
-    path = folder / f"{table}.parquet"
+    path = folder / TABLE_FILES[table]
     if not path.is_file():
         raise CxrcurateError(release_folder_error(folder, path))
-    return with_release_provenance(pd.read_parquet(path), path)
+    df = read_table(path, "release" if table == "open" else "nih-cxr14")
+    df.attrs["cxrcurate"] = {**df.attrs.get("cxrcurate", {}), "release_folder": str(folder), "file": path.name}
+    return df
 
 
 def release_folder_error(folder: Path, path: Path) -> str:
@@ -38,44 +50,40 @@ def release_folder_error(folder: Path, path: Path) -> str:
             "release.json (the published one is manifests/v1 in a clone of the cxrcurate repository); pass its path")
 
 
-def with_release_provenance(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """``df`` with the release's own metadata (the ``cxrcurate_release`` key of ``path``) in ``df.attrs``.
+def check_files(release: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """``(tampered, unlisted)``: files of the release folder whose sha256 is not the one ``release.json`` lists
+    (or that are missing), and files it does not list.
 
-    ``attrs["cxrcurate"]`` holds it as a manifest's provenance is held (release, sources, split, dedup, ...), plus
-    ``release_folder`` and ``table``, so a frame from ``load_release`` still says where it came from.
+    Raises:
+        CxrcurateError: ``release.json`` is missing, unreadable or lists no digests (not a release folder, or one
+            written before releases listed them: build it again).
     """
-    import json
-
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    info = json.loads(meta[b"cxrcurate_release"]) if b"cxrcurate_release" in meta else {}
-    df.attrs["cxrcurate"] = {**info, "release_folder": str(path.parent), "file": path.name}
-    return df
-
-
-def read_any(path: str | os.PathLike, read_manifest: Any) -> pd.DataFrame:
-    """A manifest (validated by ``read_manifest``) or a release table (``open.parquet``, read as it is)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ..errors import SchemaError
-
+    folder = Path(release)
+    facts_path = folder / FACTS
     try:
-        meta = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid) as exc:  # truncated, or not Parquet at all
-        raise SchemaError(f"{path} is not a readable Parquet file ({exc}); rebuild it or check the path") from exc
-    if b"cxrcurate_release" in meta:
-        return pd.read_parquet(path)
-    return read_manifest(path)
+        listed = json.loads(facts_path.read_text())["files"]
+    except FileNotFoundError as exc:
+        raise CxrcurateError(f"{facts_path} not found: is {folder} a release folder (e.g. manifests/v1)?") from exc
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CxrcurateError(f"{facts_path}: no readable list of file digests ('files'); the release cannot be "
+                             "checked. Take the release folder again, or build it with `cxrcurate release build`"
+                             ) from exc
+    tampered = [name for name, sha in sorted(listed.items())
+                if not (folder / name).is_file() or file_sha256(folder / name) != sha]
+    present = {p.name for p in folder.iterdir() if p.is_file() and p.name != FACTS and not p.name.startswith(".")}
+    return tampered, sorted(present - set(listed))
 
 
 @dataclass
 class VerifyReport:
-    """What ``verify_release`` found; ``ok`` when nothing is missing or changed (extra files are reported only)."""
+    """What ``verify_release`` found; ``ok`` when the release's own files match its digests and none of your files
+    is missing, changed or reached through a link out of the root (extra files are reported only)."""
 
     root: Path
     checked: int
+    tampered: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)
+    outside_root: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
@@ -83,17 +91,26 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.changed
+        return not (self.tampered or self.unlisted or self.outside_root or self.missing or self.changed)
 
     def to_text(self) -> str:
         """A plain-text report: counts, then up to 20 paths per kind."""
         head = (f"verified {self.checked:,} release files under {self.root}: "
                 f"{self.checked - len(self.missing) - len(self.changed):,} match, {len(self.missing):,} missing, "
                 f"{len(self.changed):,} changed (sha256 differs), {len(self.extra):,} extra image files")
-        lines = [head, "OK" if self.ok else "MISMATCH: your files are not the release's"]
+        lines = []
+        if self.tampered or self.unlisted:
+            lines.append("RELEASE TAMPERED: these release files are not the ones its release.json lists; take the "
+                         "release folder again")
+            lines += [f"  tampered (sha256 differs from release.json, or missing): {n}" for n in self.tampered]
+            lines += [f"  not listed in release.json: {n}" for n in self.unlisted]
+            if self.checked == 0:
+                return "\n".join(lines)
+        lines += [head, "OK" if self.ok else "MISMATCH: your files are not the release's"]
         if self.sources_absent:
             lines.append(f"  source folders absent: {', '.join(self.sources_absent)} "
                          "(fetch them at the release's commits with `cxrcurate fetch --release RELEASE --out ROOT`)")
+        lines += [f"  refused: {p} leads out of {self.root} through a link" for p in self.outside_root[:MAX_LISTED]]
         for kind in ("missing", "changed", "extra"):
             items = getattr(self, kind)
             lines += [f"  {kind}: {p}" for p in items[:MAX_LISTED]]
@@ -103,7 +120,9 @@ class VerifyReport:
 
 
 def verify_release(release: str | os.PathLike, root: str | os.PathLike) -> VerifyReport:
-    """Check the files under ``root`` against the release in ``release`` by sha256.
+    """Check the release's own files against the digests ``release.json`` lists (a tampered or unlisted file ends
+    the check there: nothing the release says can be trusted), then the files under ``root`` against the release
+    by sha256; a file reached through a link out of ``root`` is refused (``outside_root``), never hashed.
 
     Args:
         release: a release folder (``manifests/v1``).
@@ -112,20 +131,24 @@ def verify_release(release: str | os.PathLike, root: str | os.PathLike) -> Verif
     Raises:
         CxrcurateError: the release or the root is not a folder.
     """
-    from ..fetch.download import file_sha256
-    from ..imageio import is_image_name
-
     root = Path(root)
     if not root.is_dir():
         raise CxrcurateError(f"data root {root} is not a folder; pass the folder holding one folder per source")
+    tampered, unlisted = check_files(release)
+    if tampered or unlisted:  # the release itself is not what was published: nothing else it says can be trusted
+        return VerifyReport(root, 0, tampered=tampered, unlisted=unlisted)
     df = _table(release)
-    dropped_path = Path(release) / "open.dropped.parquet"
+    dropped_path = Path(release) / TABLE_FILES["dropped"]
     known = set(df["path"])
     if dropped_path.is_file():
-        known |= set(pd.read_parquet(dropped_path)["path"].dropna())
+        known |= set(read_dropped(dropped_path)["path"].dropna())
     report = VerifyReport(root, len(df))
-    for path, sha in zip(df["path"], df["file_sha256"], strict=True):
-        f = root / path
+    for image_id, path, sha in zip(df["image_id"], df["path"], df["file_sha256"], strict=True):
+        try:
+            f = safe_path(root, path, image_id)  # the path rule: nothing outside the root is opened
+        except UnsafeManifestPath:
+            report.outside_root.append(path)
+            continue
         if not f.is_file():
             report.missing.append(path)
         elif file_sha256(f) != sha:
@@ -161,18 +184,14 @@ def materialise(release: str | os.PathLike, root: str | os.PathLike, out: str | 
     Raises:
         CxrcurateError: a file is changed, or missing without ``allow_missing``.
     """
-    import pyarrow as pa
-
-    from ..build import fingerprint_files
-    from ..manifest import COLUMNS, read_manifest, to_table, validate_table, write_manifest
-
     report = verify_release(release, root)
-    if report.changed or (report.missing and not allow_missing):
+    if report.tampered or report.unlisted or report.outside_root or report.changed or (
+            report.missing and not allow_missing):
         raise CxrcurateError(report.to_text() + "\nfix these files before materialising, or pass --allow-missing "
                              "(allow_missing=True in Python) to leave the missing ones out")
     df = _table(release)
     df = df[~df["path"].isin(set(report.missing))].reset_index(drop=True)
-    files = [str(Path(root) / p) for p in df["path"]]
+    files = [str(safe_path(root, p, i)) for i, p in zip(df["image_id"], df["path"], strict=True)]
     fps = fingerprint_files(files, workers=workers, progress=progress)
     bad = [f for f in files if isinstance(fps[f], str)]
     if bad:
@@ -180,20 +199,13 @@ def materialise(release: str | os.PathLike, root: str | os.PathLike, out: str | 
     for col in ("width", "height", "bit_depth", "pixel_sha256", "phash"):
         df[col] = [fps[f][col] for f in files]
     df["mask_paths"] = None
-    table = to_table(df)
-    extra_cols = [c for c in df.columns if c not in COLUMNS]
-    table = pa.Table.from_arrays(table.columns + [pa.array(df[c].tolist()) for c in extra_cols],
-                                 names=table.column_names + extra_cols)
-    table = table.cast(pa.schema([to_table(df.head(0)).schema.field(n) if n in COLUMNS else table.schema.field(n)
-                                  for n in table.column_names]))
-    validate_table(table, origin=f"release {release} over {root}")
     info: dict[str, Any] = {"data_root": str(Path(root).resolve()), "release": str(release),
                             "missing_left_out": len(report.missing), "build": {"command": "materialise"}}
     if out is None:
-        result = table.to_pandas()
-        result.attrs["cxrcurate"] = info
-        return result
-    write_manifest(table, out, info)
+        validate_table(to_table(df), origin=f"release {release} over {root}")
+        df.attrs["cxrcurate"] = info
+        return df
+    write_manifest(df, out, info)  # the release's own columns (flags, unit, identity) kept after the manifest's
     return read_manifest(out)
 
 

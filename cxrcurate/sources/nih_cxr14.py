@@ -10,6 +10,9 @@ images on disk), how many images are of patients under 18.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
 
 from ..imageio import is_image_name
 from ..labels import MAX_AGE, PEDIATRIC_AGE, normalize_sex, normalize_view, pediatric_from_age
@@ -93,12 +96,10 @@ class NIHChestXray14(Source):
                 found.setdefault(name, rel)
         return found, other
 
-    def parse(self) -> Iterator[Record | Dropped]:
-        import pandas as pd
-
+    def _read(self) -> tuple[str, list[str], list[dict[str, str]], pd.Series, list[Dropped]]:
+        """The CSV read once: its name, row ids, rows, ages (impossible ones unknown), unparseable rows; notes."""
         csv_name = self._csv()
         meta = self.read_rows(csv_name, _REQUIRED)
-        yield from unparseable(meta)
         rids = [rid for rid, _ in meta.rows]
         df = pd.DataFrame([row for _, row in meta.rows], columns=meta.header).fillna("")
         age_col = "Patient Age"
@@ -112,13 +113,58 @@ class NIHChestXray14(Source):
             "impossible_ages": int(impossible.sum()),
             "impossible_age_examples": sorted({int(min(a, 1e9)) for a in ages_raw[impossible]})[:10],
         })
+        return csv_name, rids, df.to_dict("records"), ages, list(unparseable(meta))
+
+    def _fields(self, row: dict[str, str], rid: str, age: float) -> dict[str, Any]:
+        """One CSV row's facts, as ``parse`` and ``metadata_table`` both report them."""
+        age_years = None if age != age else float(age)
+        pediatric, reason = pediatric_from_age(age_years)
+        extra: dict[str, Any] = {"follow_up": row.get("Follow-up #")}
+        if age_years is None and row.get("Patient Age"):
+            extra["age_raw"] = row["Patient Age"]
+        return {"label": nih_label(row.get("Finding Labels") or ""), "source_record": rid,
+                "patient_id": f"nih-cxr14:{_patient(row['Patient ID'])}", "url": self.homepage,
+                "license": self.license, "finding_raw": row.get("Finding Labels"),
+                "view": normalize_view(row.get("View Position")), "age_years": age_years,
+                "sex": normalize_sex(row.get("Patient Gender")), "pediatric": pediatric, "pediatric_reason": reason,
+                "extra": extra}
+
+    def metadata_table(self) -> tuple[pd.DataFrame, list[Dropped]]:
+        """Metadata-only mode: every image the CSV describes (no image files needed), with the labels, patients,
+        ages and pediatric flags ``parse`` gives, plus ``file_name``, ``follow_up`` and the CSV's original
+        ``width``/``height``; and the rows left out (unparseable, or naming an image a row before already named).
+
+        Raises:
+            SourceError: the CSV is missing or lacks a required column.
+        """
+        _, rids, rows, ages, dropped = self._read()
+        out, used = [], {}
+        for rid, row, age in zip(rids, rows, ages.tolist(), strict=True):
+            name = row["Image Index"]
+            if name in used:
+                dropped.append(Dropped(DUPLICATE_ROW, source_record=rid, detail=f"{name} already described by "
+                                                                                 f"{used[name]}"))
+                continue
+            used[name] = rid
+            f = self._fields(row, rid, age)
+            out.append({"image_id": f"{self.name}:{name}", "source": self.name, "source_record": rid,
+                        "patient_id": f["patient_id"], "file_name": name, "label": f["label"],
+                        "finding_raw": f["finding_raw"], "view": f["view"], "age_years": f["age_years"],
+                        "sex": f["sex"], "pediatric": f["pediatric"], "pediatric_reason": f["pediatric_reason"],
+                        "follow_up": _int(row.get("Follow-up #")), "width": _int(row.get("OriginalImage[Width")),
+                        "height": _int(row.get("Height]"))})
+        return pd.DataFrame(out), dropped
+
+    def parse(self) -> Iterator[Record | Dropped]:
+        csv_name, rids, rows, ages, bad = self._read()
+        yield from bad
         files, other = self._images()
         yield from other
         for name, rel in files.items():
             if not is_image_name(name):
                 yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail="not an image")
         used: dict[str, str] = {}
-        for rid, row, age in zip(rids, df.to_dict("records"), ages.tolist(), strict=True):
+        for rid, row, age in zip(rids, rows, ages.tolist(), strict=True):
             name = row["Image Index"]
             rel = files.get(name)
             if rel is None:
@@ -128,21 +174,16 @@ class NIHChestXray14(Source):
                 yield Dropped(DUPLICATE_ROW, source_record=rid, detail=f"{name} already described by {used[name]}")
                 continue
             used[name] = rid
-            age_years = None if age != age else float(age)
-            pediatric, reason = pediatric_from_age(age_years)
-            extra = {"follow_up": row.get("Follow-up #")}
-            if age_years is None and row.get(age_col):
-                extra["age_raw"] = row[age_col]
-            yield Record(
-                rel=rel, label=nih_label(row.get("Finding Labels") or ""), source_record=rid,
-                patient_id=f"nih-cxr14:{_patient(row['Patient ID'])}", url=self.homepage, license=self.license,
-                finding_raw=row.get("Finding Labels"), view=normalize_view(row.get("View Position")),
-                age_years=age_years, sex=normalize_sex(row.get("Patient Gender")), pediatric=pediatric,
-                pediatric_reason=reason, extra=extra,
-            )
+            yield Record(rel=rel, **self._fields(row, rid, age))
         for name, rel in files.items():
             if name not in used and is_image_name(name):
                 yield Dropped(FILE_WITHOUT_ROW, rel=rel, detail=f"no {csv_name} row names this file")
+
+
+def _int(value: str | None) -> int | None:
+    """A CSV integer (``Follow-up #``, the original width/height), None when absent or not a number."""
+    value = (value or "").strip()
+    return int(value) if value.lstrip("-").isdigit() else None
 
 
 def _patient(value: str) -> str:
