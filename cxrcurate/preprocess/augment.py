@@ -65,9 +65,11 @@ class AugmentConfig:
                    shift=min(1.0, p.shift * strength))
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of one sample's draw, mixed from (seed, epoch, index) (shared by both augmenters)."""
-    digest = hashlib.blake2b(f"{int(seed)}:{int(epoch)}:{int(index)}".encode(), digest_size=8).digest()
+def sample_seed(seed: int, epoch: int, index: int | str) -> int:
+    """The seed of one sample's draw, mixed from (seed, epoch, index) (shared by both augmenters); ``index`` may
+    be an image id (the key a batch carries)."""
+    key = index if isinstance(index, str) else int(index)
+    digest = hashlib.blake2b(f"{int(seed)}:{int(epoch)}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
@@ -128,7 +130,7 @@ class BatchAugment:
         """Draw new augmentations for ``epoch`` (same epoch and index: same draw)."""
         self.epoch = int(epoch)
 
-    def params(self, indices: Sequence[int], height: int, width: int) -> dict[str, np.ndarray]:
+    def params(self, indices: Sequence[int | str], height: int, width: int) -> dict[str, np.ndarray]:
         """Each sample's parameters: ``hflip``, ``vflip`` (bool), ``angle`` (degrees), ``tx``, ``ty`` (pixels,
         integers), ``scale``, ``brightness``; one row per index, in the distributions of ``PaperAugment``."""
         c = self.config
@@ -178,9 +180,10 @@ class BatchAugment:
             x = (x - mean) / std
         return x
 
-    def __call__(self, batch: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
-        """The augmented (and, with ``mean``/``std``, normalised) batch, same shape, on the batch's device."""
+    def __call__(self, batch: torch.Tensor, indices: Sequence[int | str]) -> torch.Tensor:
+        """The augmented (and, with ``mean``/``std``, normalised) batch, same shape, on the batch's device;
+        ``indices`` are the samples' indices or image ids (one seed each)."""
         if batch.ndim != 4 or len(indices) != batch.shape[0]:
             raise ValueError(f"BatchAugment wants an (N, C, H, W) batch and N indices, got {tuple(batch.shape)} and "
                              f"{len(indices)}")
-        return self.apply(batch, self.params([int(i) for i in indices], batch.shape[-2], batch.shape[-1]))
+        return self.apply(batch, self.params(list(indices), batch.shape[-2], batch.shape[-1]))

@@ -263,7 +263,8 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
             segment_batched(missing, store, config, str(device), workers)
         todo = [(*it[:4], store.get(it[0])) for it in todo]
         result.lungs_reused = sum(1 for it in todo if it[4] is not None)
-    bar = tqdm(total=len(items), initial=result.reused, desc="preprocess", unit="img", disable=not progress)
+    bar = tqdm(total=len(items), initial=result.reused, desc="preprocess", unit="img",
+               disable=not progress or not todo)
     with open(folder / "info.jsonl", "a") as info_fh:
         def collect(results: Any) -> None:
             for sha, image_id, info, error in results:
