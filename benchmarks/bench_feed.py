@@ -1,6 +1,6 @@
 """How fast the bench can feed a model, per core, for every rung's input; and what a 16-core host would feed.
 
-    python benchmarks/bench_feed.py DATA [--limit 200] [--repeats 2] [--cores 16] [--gpu-224 2500] [--work DIR]
+    python benchmarks/bench_feed.py DATA [--data-root R] [--limit 200] [--repeats 2] [--cores 16] [--gpu-224 2500] [--work DIR]
 
 DATA is the shared real data folder (``../shared/data``: the five COVID collections are built into a manifest in
 ``--work``, reused on a re-run) or a ``manifest.parquet``. ``--limit`` pictures (distinct pixels, first rows) are
@@ -125,6 +125,7 @@ def describe(key: tuple) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", type=Path, help="shared data folder (../shared/data) or a manifest.parquet")
+    ap.add_argument("--data-root", help="folder the manifest's paths are relative to (default: recorded)")
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--cores", type=int, default=16)
@@ -135,7 +136,7 @@ def main() -> None:
     torch.set_num_threads(1)
     manifest = manifest_of(args.data, args.work)
     df = load_frame(manifest)
-    root = resolve_data_root(df, None)
+    root = resolve_data_root(df, args.data_root)
     df = df.drop_duplicates("pixel_sha256").head(args.limit).reset_index(drop=True)
     gpu = {s: args.gpu_224 * (224 / s) ** 2 for s in SIZES}
     print(f"{len(df)} pictures from {manifest}; one thread; img/s per core (best of {args.repeats})")
