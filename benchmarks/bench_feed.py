@@ -1,6 +1,7 @@
 """How fast the bench can feed a model, per core, for every rung's input; and what a 16-core host would feed.
 
-    python benchmarks/bench_feed.py DATA [--data-root R] [--limit 200] [--repeats 2] [--cores 16] [--gpu-224 2500] [--work DIR]
+    python benchmarks/bench_feed.py DATA [--data-root R] [--limit 200] [--repeats 2] [--cores 16] [--gpu-224 2500]
+        [--work DIR]
 
 DATA is the shared real data folder (``../shared/data``: the five COVID collections are built into a manifest in
 ``--work``, reused on a re-run) or a ``manifest.parquet``. ``--limit`` pictures (distinct pixels, first rows) are
