@@ -5,8 +5,9 @@
 
 DATA is the shared real data folder (``../shared/data``: the five COVID collections are built into a manifest in
 ``--work``, reused on a re-run) or a ``manifest.parquet``. ``--limit`` pictures (distinct pixels, first rows) are
-fed; everything runs in this process with OpenCV and torch on one thread, so every figure is per core. Each warm
-figure is the best of ``--repeats`` passes (a shared machine is noisy).
+fed; everything runs in this process with OpenCV and torch on one thread, and rates are images per CPU-second of
+this process (``time.process_time``: user + system), so every figure is per core and a machine shared with other
+jobs slows the wall clock, not the figure. Each warm figure is the best of ``--repeats`` passes.
 
 For each distinct rung input (channels original x3 or original/CLAHE/BEASF; lung crop or not; histogram matching or
 not) at 224 and 320 px:
@@ -64,19 +65,19 @@ def manifest_of(data: Path, work: Path) -> Path:
 
 
 def best_rate(fn: Callable[[], int], repeats: int) -> float:
-    """Items per second of the fastest of ``repeats`` calls (``fn`` returns how many items it did)."""
+    """Items per CPU-second of the fastest of ``repeats`` calls (``fn`` returns how many items it did)."""
     best = 0.0
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         n = fn()
-        best = max(best, n / max(time.perf_counter() - start, 1e-9))
+        best = max(best, n / max(time.process_time() - start, 1e-9))
     return best
 
 
 def cold_rate(df, root: Path, cache: Path, config) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     res = build_cache(df, cache, config, data_root=root, workers=1, progress=False)
-    return res.computed / max(time.perf_counter() - start, 1e-9)
+    return res.computed / max(time.process_time() - start, 1e-9)
 
 
 def warm_rates(df, root: Path, cache: Path, config, repeats: int) -> dict[str, float]:
