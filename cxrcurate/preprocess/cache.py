@@ -261,6 +261,7 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
         missing = [it for it in todo if store.get(it[0]) is None]
         if missing and str(device) != "cpu":
             segment_batched(missing, store, config, str(device), workers)
+            device = "cpu"  # every readable picture has its box now: the workers only crop and enhance
         todo = [(*it[:4], store.get(it[0])) for it in todo]
         result.lungs_reused = sum(1 for it in todo if it[4] is not None)
     bar = tqdm(total=len(items), initial=result.reused, desc="preprocess", unit="img",
