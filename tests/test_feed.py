@@ -88,3 +88,30 @@ def test_fit_applies_the_batch_augmentation_where_the_batch_is(tmp_path):
     assert {e for _, _, e in seen} == {0, 1} and all(s == (8, 3, 16, 16) for s, _, _ in seen)
     assert sorted(i for ids, e in ((ids, e) for _, ids, e in seen) if e == 0 for i in ids) == \
         sorted(f"toy:{i}" for i in range(24))
+
+
+def test_bench_on_a_gpu_augments_on_the_device(toy_manifest, tmp_path, monkeypatch):
+    """The GPU wiring of ``run_bench`` (dataset without per-sample augmentation or normalisation, ``BatchAugment``
+    in ``fit``), run on CPU tensors by telling the bench its device wants batches."""
+    from cxrcurate.bench.run import BenchOptions, run_bench
+    from cxrcurate.preprocess.augment import PaperAugment
+
+    calls = {"batch": 0, "sample": 0}
+    real_batch, real_sample = BatchAugment.__call__, PaperAugment.__call__
+
+    def batch(self, x, ids):
+        calls["batch"] += 1
+        return real_batch(self, x, ids)
+
+    def sample(self, x, i):
+        calls["sample"] += 1
+        return real_sample(self, x, i)
+
+    monkeypatch.setattr(BatchAugment, "__call__", batch)
+    monkeypatch.setattr(PaperAugment, "__call__", sample)
+    monkeypatch.setattr(feed, "wants_batch_augment", lambda device: True)
+    train = TrainConfig(epochs=1, batch_size=8, workers=0, lr=1e-3, patience=3)
+    opts = BenchOptions(model="base-cnn", init="random", size=32, n_boot=50, train=train, augment=True,
+                        cache=str(tmp_path / "cache"), negatives=("normal", "pneumonia"))
+    run_bench(toy_manifest, tmp_path / "run", opts, progress=False)
+    assert calls["batch"] > 0 and calls["sample"] == 0
