@@ -17,6 +17,9 @@ import platform
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from cxrcurate.bench.feed import default_cache_dir
 from cxrcurate.bench.run import BenchOptions, compare_table, run_bench
 from cxrcurate.bench.train import TrainConfig
 from cxrcurate.manifest import read_manifest
@@ -35,12 +38,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--workers", type=int, help="DataLoader workers (default: the bench's, from the machine)")
     ap.add_argument("--init", default="random")
     ap.add_argument("--negatives", default="normal,pneumonia,other")
     ap.add_argument("--max-minutes", type=float, default=None, help="per training run")
     ap.add_argument("--lr", default="auto", help="a number or auto (the bench's LR range test)")
-    ap.add_argument("--cache", help="tensor cache filled by `cxrcurate preprocess` (read instead of rendering)")
+    ap.add_argument("--cache", help="tensor cache, filled before training (default: the bench's default folder)")
+    ap.add_argument("--no-cache", action="store_true", help="render every image every epoch")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--augment-strength", type=float, default=0.5)
     ap.add_argument("--data-root", help="folder the manifest's paths are relative to (default: recorded)")
@@ -64,7 +68,8 @@ def main() -> None:
                                 workers=args.workers, max_minutes=args.max_minutes)
             opts = BenchOptions(model=model, init=args.init, split_policy=policy, runs=args.runs, size=args.size,
                                 negatives=tuple(args.negatives.split(",")), train=train, n_boot=1000,
-                                data_root=args.data_root, cache=args.cache, augment=not args.no_augment,
+                                data_root=args.data_root, augment=not args.no_augment,
+                                cache=None if args.no_cache else str(args.cache or default_cache_dir()),
                                 augment_strength=args.augment_strength)
             t0 = time.time()
             try:
@@ -75,6 +80,11 @@ def main() -> None:
                 continue
             timings[name] = round(time.time() - t0, 1)
             print(f"{name}: {timings[name]} s", flush=True)
+            for hist in sorted((args.out / "runs" / name).glob("run-*/history.csv")):
+                h = pd.read_csv(hist)
+                print(f"  {hist.parent.name} data wait per epoch: "
+                      + " ".join(f"{w:.0%}" for w in h["data_wait_share"]) + f"; img/s {h['images_per_s'].mean():.0f}",
+                      flush=True)
             write_report(report, runs, timings, failed, df, args, device)
     write_report(report, runs, timings, failed, df, args, device)
     print((report / "ladder.md").read_text())

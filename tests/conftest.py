@@ -24,6 +24,12 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
+@pytest.fixture(autouse=True)
+def _private_tensor_cache(monkeypatch, tmp_path_factory):
+    """The bench fills a tensor cache by default (``bench.feed.default_cache_dir``): keep tests out of ~/.cache."""
+    monkeypatch.setenv("CXRCURATE_CACHE", str(tmp_path_factory.getbasetemp() / "tensor-cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests using it skip when it is absent."""

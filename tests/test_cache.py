@@ -30,9 +30,9 @@ def counted(monkeypatch):
     calls = []
     original = Preprocessor.__call__
 
-    def counting(self, pixels):
+    def counting(self, pixels, lungs=None):
         calls.append(pixels.shape)
-        return original(self, pixels)
+        return original(self, pixels, lungs)
 
     monkeypatch.setattr(Preprocessor, "__call__", counting)
     return calls
@@ -135,6 +135,66 @@ def test_build_with_the_shipped_lung_model(manifest, tmp_path):
     result = build_cache(rows, tmp_path, PreprocessConfig(size=64), workers=1, progress=False)
     infos = list(read_info(result.folder).values())
     assert result.computed == 3 and all(i["lungs"] == "found" and i["box"] for i in infos)
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="no lung weights shipped in this checkout")
+def test_lungs_are_segmented_once_per_picture(manifest, tmp_path, monkeypatch):
+    """A second size (another config folder) crops with the stored boxes: the U-Net never runs again, and the
+    tensors equal those of a cache built from scratch at that size."""
+    from cxrcurate.preprocess.lungs import LungSegmenter
+    from cxrcurate.preprocess.lungstore import LungStore
+
+    rows = manifest[manifest["source"].isin(["hannover", "cohen"])].head(4)
+    first = build_cache(rows, tmp_path / "c", PreprocessConfig(size=64), workers=1, progress=False)
+    store = LungStore(tmp_path / "c", PreprocessConfig(size=96))
+    assert first.lungs_reused == 0 and len(store) == rows["pixel_sha256"].nunique()
+    assert {b["lungs"] for b in store.boxes.values()} <= {"found", "not_found"}
+    fresh = build_cache(rows, tmp_path / "fresh", PreprocessConfig(size=96), workers=1, progress=False)
+
+    def no_unet(self, pixels):
+        raise AssertionError("the U-Net ran although the box was stored")
+
+    monkeypatch.setattr(LungSegmenter, "probabilities", no_unet)
+    second = build_cache(rows, tmp_path / "c", PreprocessConfig(size=96), workers=1, progress=False)
+    assert second.computed == len(store) and second.lungs_reused == len(store)
+    for sha in rows["pixel_sha256"].unique():
+        a = np.load(entry_path(second.folder, sha))
+        assert np.array_equal(a, np.load(entry_path(fresh.folder, sha)))
+    assert read_info(second.folder).keys() == read_info(fresh.folder).keys()
+    assert PreprocessConfig(size=64).lung_hash() == PreprocessConfig(size=96, channels=("original",)).lung_hash()
+    assert PreprocessConfig(crop_margin=0.1).lung_hash() != PreprocessConfig().lung_hash()
+    assert PreprocessConfig(lungs=None).lung_hash() is None
+
+
+@pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="no lung weights shipped in this checkout")
+def test_batched_segmentation_gives_the_per_image_boxes(manifest, tmp_path):
+    """The device path (workers send the U-Net input, the network sees a batch) on CPU tensors: same boxes."""
+    from cxrcurate.imageio import decode_image
+    from cxrcurate.preprocess.cache import segment_batched
+    from cxrcurate.preprocess.lungs import LungSegmenter
+    from cxrcurate.preprocess.lungstore import LungStore
+
+    rows = manifest.drop_duplicates("pixel_sha256").head(6)
+    root = sample_root(manifest)
+    config = PreprocessConfig(size=64)
+    store = LungStore(tmp_path, config)
+    items = [(sha, iid, str(root / p), "", None) for sha, iid, p in zip(rows["pixel_sha256"], rows["image_id"],
+                                                                       rows["path"], strict=True)]
+    assert segment_batched(items, store, config, "cpu", workers=1, batch_size=4) == len(items)
+    seg = LungSegmenter(SHIPPED_WEIGHTS)
+    for sha, _, path, _, _ in items:
+        pixels = decode_image(path).pixels
+        box = seg.segment(pixels).box
+        assert store.get(sha)["box"] == (list(box) if box else None)
+        assert store.get(sha)["shape"] == list(pixels.shape)
+    again = LungStore(tmp_path, config)  # read back from boxes.jsonl
+    assert again.boxes == store.boxes and again.add([(items[0][0], {"lungs": "found", "box": [0, 1, 0, 1]})]) == 0
+
+
+def sample_root(manifest):
+    from cxrcurate.manifest import resolve_data_root
+
+    return resolve_data_root(manifest, None)
 
 
 def _parser():

@@ -17,6 +17,7 @@ from torch import nn
 from ..datasets import ManifestDataset
 from ..errors import CxrcurateError
 from ..models import CHEXNET_FINDINGS, IMAGENET_MEAN, IMAGENET_STD
+from .feed import loader_settings
 from .train import TrainConfig, device_for, distributed, fit
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ def pretrain_chexnet(manifest: str | Path, out: str | Path, size: int = 224, cfg
 @torch.no_grad()
 def _predict_multilabel(model: nn.Module, ds: _MultiLabel, cfg: TrainConfig, device: torch.device):
     probs, ids = [], []
-    for x, _, idx in torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers):
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size,
+                                         **loader_settings(cfg.workers, torch.cuda.is_available()))
+    for x, _, idx in loader:
         probs.append(torch.sigmoid(model(x.to(device)).float()).cpu())
         ids.extend(idx)
     return torch.cat(probs).numpy(), ids

@@ -80,20 +80,30 @@ def is_main() -> bool:
         torch.distributed.get_rank() == 0
 
 
-def datasets_for(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions):
-    """The train/val/test ``ManifestDataset`` of a run: rendered as the rung needs, read from the cache when it
-    holds the entry, train augmented (unless ``--no-augment``), ImageNet-normalised."""
+def datasets_for(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions, device: Any = None):
+    """The train/val/test ``ManifestDataset`` of a run: rendered as the rung needs, read from the tensor cache
+    (``opts.cache``, filled first), train augmented (unless ``--no-augment``), ImageNet-normalised. On a GPU
+    ``device`` the train set is neither augmented nor normalised per sample: its ``batch_augment`` does both on the
+    device (``fit`` applies it)."""
     from ..datasets import ManifestDataset
-    from ..preprocess.augment import AugmentConfig, PaperAugment
+    from ..preprocess.augment import AugmentConfig, BatchAugment, PaperAugment
+    from .feed import fill_cache, wants_batch_augment
 
     config = preprocess_config(spec, opts.size or spec.input_size)
-    aug = PaperAugment(AugmentConfig.scaled(opts.augment_strength), seed=opts.seed) if opts.augment else None
+    if opts.cache:
+        fill_cache(task.frame, root, config, opts.cache, device or "cpu")
+    ranges = AugmentConfig.scaled(opts.augment_strength)
+    on_device = opts.augment and wants_batch_augment(device)
+    aug = PaperAugment(ranges, seed=opts.seed) if opts.augment and not on_device else None
 
-    def make(part: str, augment):
+    def make(part: str, augment, normalize=(IMAGENET_MEAN, IMAGENET_STD)):
         return ManifestDataset.from_rows(task.part(part), root, task.classes, preprocess=config, cache=opts.cache,
-                                         augment=augment, normalize=(IMAGENET_MEAN, IMAGENET_STD))
+                                         augment=augment, normalize=normalize)
 
-    return make("train", aug), make("val", None), make("test", None)
+    train = make("train", aug, None if on_device else (IMAGENET_MEAN, IMAGENET_STD))
+    if on_device:
+        train.batch_augment = BatchAugment(ranges, seed=opts.seed, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return train, make("val", None), make("test", None)
 
 
 def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOptions, out: Path, device, progress: bool):
@@ -106,7 +116,7 @@ def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOption
     model = build_model(spec, opts.init, opts.weights, outputs, opts.trust_checkpoint, input_size=size)
     if spec.zero_shot:
         return model.to(device), []
-    train_ds, val_ds, _ = datasets_for(task, root, spec, opts)
+    train_ds, val_ds, _ = datasets_for(task, root, spec, opts, device)
     cfg = TrainConfig(**{**asdict(opts.train), "label_smoothing": spec.label_smoothing})
     history = fit(model, train_ds, val_ds, train_ds.targets, len(task.classes), cfg, out, device,
                   resume=opts.resume, progress=progress)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CheckpointError
 from ..models.weights import torch_load
+from .feed import loader_settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 5
     label_smoothing: float = 0.0
-    workers: int = 2
+    workers: int | None = None  # DataLoader workers (None: one per core but one, ``feed.auto_workers``)
     seed: int = 0
     amp: bool = True
     max_minutes: float | None = None
@@ -103,8 +104,8 @@ def _loader(ds: Dataset, cfg: TrainConfig, shuffle: bool, generator: torch.Gener
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         sampler = torch.utils.data.distributed.DistributedSampler(ds, shuffle=shuffle, seed=cfg.seed)
         shuffle = False
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, num_workers=cfg.workers,
-                      generator=generator, pin_memory=torch.cuda.is_available(),
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, sampler=sampler, generator=generator,
+                      **loader_settings(cfg.workers, torch.cuda.is_available()),
                       drop_last=shuffle and len(ds) > cfg.batch_size)  # no 1-image batch for batch norm
 
 
@@ -156,18 +157,20 @@ def lr_range_test(model: nn.Module, ds: Dataset, loss_fn: nn.Module, cfg: TrainC
     factor = (end / start) ** (1 / max(1, steps - 1))
     lrs, losses, raw, smooth = [], [], [], None
     model.train()
+    on_device = getattr(ds, "batch_augment", None)  # a GPU run augments and normalises the batch on the device
     it = iter(_loader(ds, cfg, shuffle=True, generator=seed_everything(cfg.seed)))
     for step in range(steps):
         try:
-            x, y, _ = next(it)
+            x, y, ids = next(it)
         except StopIteration:
             it = iter(_loader(ds, cfg, shuffle=True))
-            x, y, _ = next(it)
+            x, y, ids = next(it)
+        x = x.to(device) if on_device is None else on_device(x.to(device), ids)
         lr = start * factor**step
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
-        loss = loss_fn(model(x.to(device)), y.to(device))
+        loss = loss_fn(model(x), y.to(device))
         loss.backward()
         opt.step()
         raw.append(loss.item())
@@ -242,18 +245,21 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
     step = start_epoch * per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
-        augment = getattr(train_ds, "augment", None)
-        if hasattr(augment, "set_epoch"):
-            augment.set_epoch(epoch)  # a new draw per epoch; the fresh loader's workers copy it
+        augment, on_device = getattr(train_ds, "augment", None), getattr(train_ds, "batch_augment", None)
+        for aug in (augment, on_device):
+            if hasattr(aug, "set_epoch"):
+                aug.set_epoch(epoch)  # a new draw per epoch; the fresh loader's workers copy it
         loader = _loader(train_ds, cfg, shuffle=True, generator=generator)
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
         total, seen, t0, wait = 0.0, 0, time.time(), 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0, leave=False)
         t_data = time.time()
-        for x, y, _ in bar:
+        for x, y, ids in bar:
             wait += time.time() - t_data
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if on_device is not None:
+                x = on_device(x, ids)  # augment + normalise the whole batch where it is (BatchAugment)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:  # linear warm-up from lr/10, then constant
@@ -285,6 +291,9 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
                         "history": torch.tensor([[h[k] for k in keys] for h in history], dtype=torch.float64)},
                        ckpt)
         log.info("epoch %d: train %.4f val %.4f", epoch + 1, history[-1]["train_loss"], val_loss)
+        if progress and rank == 0:
+            tqdm.write(f"epoch {epoch + 1}: {history[-1]['images_per_s']:.0f} img/s, data wait "
+                       f"{history[-1]['data_wait_share']:.0%} of the epoch")
         if bad >= cfg.patience:
             log.info("early stop after %d epochs without improvement", bad)
             break

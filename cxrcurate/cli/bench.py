@@ -37,7 +37,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     opts = BenchOptions(model=args.model, init=args.init, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
                         split_policy=args.split_policy, test=args.test, val=args.val, seed=args.seed, runs=args.runs,
                         size=args.size, max_images=args.max_images, data_root=args.data_root, train=train,
-                        resume=args.resume, cache=args.cache, augment=not args.no_augment,
+                        resume=args.resume, cache=_cache_option(args), augment=not args.no_augment,
                         augment_strength=args.augment_strength, holdout_source=args.holdout_source)
     if args.negatives:
         opts.negatives = tuple(x.strip() for x in args.negatives.split(","))
@@ -64,6 +64,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"wrote {run}")
         print(summary_markdown([run]))
     return 0
+
+
+def _cache_option(args: argparse.Namespace) -> str | None:
+    """The tensor cache of a bench run: ``--cache``, else the default cache folder; None with ``--no-cache``."""
+    from ..bench.feed import default_cache_dir
+
+    if args.no_cache:
+        if args.cache:
+            raise UsageError("give --cache FOLDER or --no-cache, not both")
+        return None
+    return str(args.cache or default_cache_dir())
 
 
 def cmd_pretrain_chexnet(args: argparse.Namespace) -> int:
@@ -122,10 +133,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="leave-one-source-out: every unit holding a row of SOURCE is test, never trained on")
     be.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
     be.add_argument("--max-minutes", type=float, help="stop training after this long")
-    be.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    be.add_argument("--workers", type=int, help="DataLoader workers (default: one per core but one, at most 16)")
     be.add_argument("--data-root", help="folder the manifest paths are relative to (default: its own folder)")
     be.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    be.add_argument("--cache", help="tensor cache folder filled by `cxrcurate preprocess` (read instead of decoding)")
+    be.add_argument("--cache", help="tensor cache folder, filled before training and read every epoch (default: "
+                    "$CXRCURATE_CACHE, else ~/.cache/cxrcurate/tensors; shared with `cxrcurate preprocess`)")
+    be.add_argument("--no-cache", action="store_true", help="decode and preprocess every image every epoch")
     be.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     be.set_defaults(func=cmd_bench)
 

@@ -73,15 +73,26 @@ def raw_descriptors(pixels: np.ndarray) -> np.ndarray:
 
 def fit_whitening(raw: np.ndarray, dims: int = WHITE_DIMS, sample: int = 100_000,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """PCA whitening ``(mean, projection)`` fitted on (a seeded sample of) the ``(n, crops, d)`` descriptors."""
+    """PCA whitening ``(mean, projection)`` fitted on (a seeded sample of) the ``(n, crops, d)`` descriptors.
+
+    The principal axes come from ``eigh`` of the ``d x d`` covariance (the same axes and scales as an SVD of the
+    centred data, up to each axis's sign, which whitened inner products do not see), on one BLAS thread: the SVD
+    of the full sample took 0.5 s on one thread and 7-17 s with several on a busy machine (docs/dedup.md).
+    """
+    from threadpoolctl import threadpool_limits
+
     x = raw.reshape(-1, raw.shape[-1])
     if len(x) > sample:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample, replace=False))]
-    x = x.astype(np.float64)
-    mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-    dims = min(dims, len(s))
-    proj = vt[:dims] / (s[:dims, None] / np.sqrt(len(x)) + 1e-3)
+    with threadpool_limits(limits=1):
+        x = x.astype(np.float64)
+        mean = x.mean(axis=0)
+        x -= mean
+        values, vectors = np.linalg.eigh(x.T @ x / len(x))
+    order = np.argsort(values)[::-1]
+    dims = min(dims, len(values))
+    scale = np.sqrt(np.clip(values[order[:dims]], 0.0, None))
+    proj = vectors[:, order[:dims]].T / (scale[:, None] + 1e-3)
     return mean.astype(np.float32), proj.astype(np.float32)
 
 

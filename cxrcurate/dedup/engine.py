@@ -14,6 +14,7 @@ sources disagree on its label gets ``keep=False`` and is listed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -112,6 +113,18 @@ def _runner(options: DedupOptions, progress: bool):
     raise CxrcurateError(f"engine must be 'local' or 'dask', not {options.engine!r}")
 
 
+def _merge_kinds(cand: pd.DataFrame) -> pd.DataFrame:
+    """One row per ``(a, b)`` of pairs sorted by (a, b, rank): kinds joined by ``+`` in rank order, the first
+    hamming. With numpy group bounds, not a pandas ``groupby`` lambda (which copied the frame's ``attrs`` once per
+    group: 5% of the run, docs/dedup.md)."""
+    ab = cand[["a", "b"]].to_numpy(np.int64)
+    kinds, ham = cand["kind"].to_numpy(object), cand["hamming"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (ab[1:] != ab[:-1]).any(axis=1)]) if len(ab) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(ab)]
+    joined = ["+".join(dict.fromkeys(kinds[s:e])) for s, e in zip(starts, ends, strict=True)]
+    return pd.DataFrame({"a": ab[starts, 0], "b": ab[starts, 1], "kind": joined, "hamming": ham[starts]})
+
+
 def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
     import tempfile
@@ -140,9 +153,7 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
             return pd.DataFrame(columns=["a", "b", *PAIR_COLUMNS])
         cand = cand[cand["a"] != cand["b"]]
         order = {"file": 0, "pixel": 1, "phash": 2, "name": 3, "ann": 4}
-        cand = (cand.assign(rank=cand["kind"].map(order)).sort_values(["a", "b", "rank"])
-                .groupby(["a", "b"], as_index=False).agg(kind=("kind", lambda k: "+".join(dict.fromkeys(k))),
-                                                          hamming=("hamming", "first")))
+        cand = _merge_kinds(cand.assign(rank=cand["kind"].map(order)).sort_values(["a", "b", "rank"]))
         ph = df["phash"].to_numpy(np.uint64)
         cand["hamming"] = hamming(ph[cand["a"]], ph[cand["b"]]).astype(int)
         is_exact = cand["kind"].str.startswith(("file", "pixel")).to_numpy()
@@ -243,7 +254,9 @@ def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions 
     options = options or DedupOptions()
     if not 0 <= options.radius <= 32:
         raise CxrcurateError("radius must be between 0 and 32 (pHash bits); see docs/dedup.md for calibration")
+    attrs = copy.deepcopy(df.attrs)
     df = df.reset_index(drop=True)
+    df.attrs = {}  # pandas deep-copies attrs into every group a groupby yields: 5% of the run (docs/dedup.md)
     pairs = find_pairs(df, Path(data_root), options, progress)
     out, conflicts = assign_groups(df, pairs, options)
     sizes = out.groupby("dup_group").size()
@@ -257,6 +270,7 @@ def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions 
         "label_conflict_groups": int((conflicts["field"] == "label").sum()) if len(conflicts) else 0,
         "cross_source": cross_source_table(out).to_dict("records"),
     }
+    out.attrs = attrs
     return DedupResult(out, pairs[PAIR_COLUMNS], conflicts, summary)
 
 

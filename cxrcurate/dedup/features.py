@@ -131,26 +131,35 @@ def verify_pair(path_a: str, path_b: str, min_inliers: int = 100, min_score: flo
     return decide(_orb_cached(path_a), _orb_cached(path_b), min_inliers, min_score, strong_inliers, gate)
 
 
-def _good_matches(da: np.ndarray, db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def binary_index(descriptors: np.ndarray):
+    """faiss's exact binary index over ORB descriptors: built once per picture and reused for every pair it is the
+    first of (``store.verify_chunk``), instead of once per pair."""
+    import faiss
+
+    index = faiss.IndexBinaryFlat(descriptors.shape[1] * 8)
+    index.add(np.ascontiguousarray(descriptors))
+    return index
+
+
+def _good_matches(da: np.ndarray, db: np.ndarray, index=None) -> tuple[np.ndarray, np.ndarray]:
     """Lowe's ratio test (0.8) on the two nearest ``da`` descriptors of each ``db`` descriptor (Hamming distance).
 
     Returns the indices ``(into db, into da)`` of the matches that pass, in ``db`` order. The search is faiss's
     exact binary index (the same matches as OpenCV's brute-force matcher, a third of its CPU time): a tie for the
-    nearest fails the test either way, so which of the tied descriptors is reported never matters.
+    nearest fails the test either way, so which of the tied descriptors is reported never matters. ``index``: a
+    ``binary_index(da)`` already built.
     """
-    import faiss
-
-    index = faiss.IndexBinaryFlat(da.shape[1] * 8)
-    index.add(np.ascontiguousarray(da))
+    index = index if index is not None else binary_index(da)
     dist, idx = index.search(np.ascontiguousarray(db), 2)
     good = dist[:, 0] < 0.8 * dist[:, 1]
     return np.flatnonzero(good), idx[good, 0]
 
 
 def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score: float = 0.99,
-           strong_inliers: int = 220, gate: int = GATE_MATCHES) -> Verdict:
+           strong_inliers: int = 220, gate: int = GATE_MATCHES, index_a: tuple | None = None) -> Verdict:
     """``verify_pair`` on features already computed (``orb_features``: 320-px grey copy, keypoint xy, ORB
-    descriptors, indices of the strongest keypoints).
+    descriptors, indices of the strongest keypoints). ``index_a``: ``binary_index`` of ``feat_a``'s descriptors
+    and of its strongest ones, when the caller keeps them for several pairs (built here otherwise).
 
     ``inliers`` is the RANSAC inlier count; when there are fewer ratio-test matches than ``min_inliers`` the
     pair cannot be accepted, RANSAC is skipped and the match count (an upper bound on inliers) is reported; when
@@ -163,10 +172,10 @@ def decide(feat_a: Features, feat_b: Features, min_inliers: int = 100, min_score
     if da is None or db is None or len(da) < 8 or len(db) < 8:
         return Verdict(0, 0.0, False, "matches")
     if gate > 0 and len(sa) == GATE_KEYPOINTS and len(sb) == GATE_KEYPOINTS:
-        n = len(_good_matches(da[sa], db[sb])[0])
+        n = len(_good_matches(da[sa], db[sb], index_a[1] if index_a else None)[0])
         if n < gate:
             return Verdict(n, 0.0, False, "gate")
-    query, train = _good_matches(da, db)
+    query, train = _good_matches(da, db, index_a[0] if index_a else None)
     if len(query) < max(6, min(min_inliers, strong_inliers)):  # inliers <= matches: cannot be accepted, and
         return Verdict(len(query), 0.0, False, "matches")  # RANSAC is skipped; the match count is the evidence
     src = np.ascontiguousarray(pb[query])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import decode_image
-from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, STAGES, Features, Verdict, decide, orb_features
+from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, STAGES, Features, Verdict, binary_index, decide, orb_features
 
 
 def _files(store: Path, chunk: int) -> dict[str, Path]:
@@ -85,6 +85,14 @@ def _features(store: str, chunk_size: int, i: int) -> Features:
     return thumb, np.asarray(a["pts"][j, :m]), np.asarray(a["desc"][j, :m]), strongest[strongest >= 0]
 
 
+def _indexes(feat: Features) -> tuple | None:
+    """The binary indexes ``decide`` matches against for a picture: all its descriptors, its strongest ones."""
+    _, _, desc, strongest = feat
+    if desc is None or len(desc) < 8:
+        return None
+    return binary_index(desc), binary_index(desc[strongest]) if len(strongest) == GATE_KEYPOINTS else None
+
+
 def verify_chunk(pairs: np.ndarray, store: str, chunk_size: int, min_inliers: int, min_score: float,
                  strong_inliers: int, gate: int) -> np.ndarray:
     """``(m, 4)`` float64 ``(inliers, score, accepted, stage code)`` for image-index pairs ``(m, 2)`` read from the
@@ -94,10 +102,14 @@ def verify_chunk(pairs: np.ndarray, store: str, chunk_size: int, min_inliers: in
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # one pair at a time per worker: threads would only compete with other workers
     out = np.zeros((len(pairs), 4))
+    current, feat_a, index_a = -1, None, None
     try:
         for r, (a, b) in enumerate(pairs):
-            v: Verdict = decide(_features(store, chunk_size, int(a)), _features(store, chunk_size, int(b)),
-                                min_inliers, min_score, strong_inliers, gate)
+            if int(a) != current:  # pairs come sorted by their first image: its indexes serve a run of pairs
+                current, feat_a = int(a), _features(store, chunk_size, int(a))
+                index_a = _indexes(feat_a)
+            v: Verdict = decide(feat_a, _features(store, chunk_size, int(b)), min_inliers, min_score, strong_inliers,
+                                gate, index_a)
             out[r] = (v.inliers, v.score, v.accepted, STAGES.index(v.stage))
     finally:
         faiss.omp_set_num_threads(threads)  # in-process runs (one worker) leave the caller's setting as it was

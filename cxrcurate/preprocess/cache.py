@@ -5,6 +5,8 @@ Layout (one folder per config hash, one ``.npy`` file per distinct picture)::
     CACHE/<config_hash>/config.json              the config, what its hash covers, the cxrcurate version
     CACHE/<config_hash>/<ab>/<pixel_sha256>.npy  (C, size, size) uint8; <ab> = first two hex digits of the hash
     CACHE/<config_hash>/info.jsonl               one JSON line per computed picture: lung status and crop box
+    CACHE/lungs-<lung_hash>/boxes.jsonl          one lung box per picture, shared by every size and rung
+                                                 (``preprocess.lungstore``: the U-Net runs once per picture)
 
 The key is (``pixel_sha256``, ``config_hash``): copies of one picture (same pixels) share a file, and a changed
 config (or changed lung weights, or reference image) lands in a fresh folder, so stale tensors are never served;
@@ -24,6 +26,7 @@ import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ import numpy as np
 from ..errors import CxrcurateError, UnsafeManifestPath
 from ..imageio import decode_image, pixel_sha256
 from .config import PreprocessConfig
+from .lungstore import LungStore
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +90,79 @@ def _init_worker(config: dict[str, Any], device: str, single_thread: bool = True
     _WORKER["pre"] = Preprocessor(PreprocessConfig.from_dict(config), device)
 
 
-def _job(item: tuple[str, str, str, str]) -> tuple[str, str, dict[str, Any] | None, str | None]:
-    """Preprocess one picture and store it: ``(sha, image_id, info, error)``; exactly one of info/error is set."""
-    sha, image_id, path, folder = item
+def _job(item: tuple[str, str, str, str, dict | None]) -> tuple[str, str, dict[str, Any] | None, str | None]:
+    """Preprocess one picture and store it: ``(sha, image_id, info, error)``; exactly one of info/error is set.
+    The item's last field is the picture's stored lung box (None: segment it here)."""
+    sha, image_id, path, folder, lungs = item
     try:
         pixels = decode_image(path).pixels
         if pixel_sha256(pixels) != sha:
             return sha, image_id, None, (f"{path}: pixels differ from the manifest's pixel_sha256 (the file changed "
                                          "since the manifest was built); rebuild the manifest")
-        output, info = _WORKER["pre"](pixels)
+        output, info = _WORKER["pre"](pixels, lungs)
         _write_npy(entry_path(Path(folder), sha), output)
         return sha, image_id, info, None
     except (CxrcurateError, ValueError) as exc:  # this picture only (unreadable, odd); disk errors still stop the build
         return sha, image_id, None, str(exc)
+
+
+def _lung_input(item: tuple, size: int) -> tuple[str, np.ndarray | None, list[int]]:
+    """A picture's U-Net input at ``size`` (None for a blank or tiny picture: no lungs) and its shape; ``(sha,
+    None, [])`` when it cannot be read (the main pass reports why)."""
+    import cv2
+
+    from .lungs import too_plain
+
+    sha, path = item[0], item[2]
+    try:
+        pixels = decode_image(path).pixels
+    except (CxrcurateError, ValueError):
+        return sha, None, []
+    if pixel_sha256(pixels) != sha:
+        return sha, None, []
+    if too_plain(pixels):
+        return sha, None, list(pixels.shape)
+    return sha, cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA), list(pixels.shape)
+
+
+def segment_batched(items: list[tuple], store: LungStore, config: PreprocessConfig, device: str, workers: int,
+                    batch_size: int = 128) -> int:
+    """Segment the pictures of ``items`` in batches on ``device`` and add their boxes to ``store``; returns how
+    many were added. Worker processes decode and shrink the pictures to the U-Net's input; the network sees
+    ``batch_size`` at a time (a GPU's way: on a CPU one picture at a time in each worker is as fast, and the build
+    does that instead, without decoding twice)."""
+    import multiprocessing
+
+    from .lungs import LungSegmenter
+
+    c = config
+    seg = LungSegmenter(c.lungs_path, threshold=c.mask_threshold, dilate=c.mask_dilate, margin=c.crop_margin,
+                        min_fraction=c.min_lung_fraction, device=device)
+    job = partial(_lung_input, size=seg.size)
+    added = 0
+
+    def flush(batch: list[tuple[str, np.ndarray | None, list[int]]]) -> int:
+        ready = [b for b in batch if b[1] is not None]
+        probs = seg.probabilities_batch([b[1] for b in ready], batch_size) if ready else []
+        boxes = {sha: seg.box_from_probabilities(p, shape)[1] for (sha, _, shape), p in zip(ready, probs, strict=True)}
+        records = [(sha, {"lungs": "found" if boxes.get(sha) else "not_found", "shape": shape,
+                          "box": list(boxes[sha]) if boxes.get(sha) else None}) for sha, _, shape in batch if shape]
+        return store.add(records)
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    try:
+        results = pool.map(job, items, chunksize=8) if pool else map(job, items)
+        batch: list[tuple[str, np.ndarray | None, list[int]]] = []
+        for res in results:
+            batch.append(res)
+            if len(batch) >= 8 * batch_size:
+                added += flush(batch)
+                batch = []
+        added += flush(batch)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return added
 
 
 @dataclass
@@ -111,6 +175,7 @@ class CacheResult:
     reused: int = 0
     failed: int = 0
     no_lungs: int = 0
+    lungs_reused: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -159,10 +224,12 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
     """Preprocess every distinct picture of ``manifest`` that is not cached yet for ``config``.
 
     Parallel over ``workers`` processes (default: all cores), with a progress bar; resumable (existing entries are
-    skipped) and safe to interrupt (atomic writes). A picture that fails (unreadable file, changed file) is
-    counted and reported, not fatal; it is retried by the next run. Workers are spawned, not forked (torch and
-    fork do not mix), so a script that calls this with ``workers > 1`` needs the ``if __name__ == "__main__":``
-    guard.
+    skipped) and safe to interrupt (atomic writes). With lung weights, each picture's lung box is read from the
+    cache's ``LungStore`` when an earlier build (any size or rung with the same lung model) computed it, and
+    stored there otherwise; on a ``device`` other than the CPU the missing boxes are first computed in batches.
+    A picture that fails (unreadable file, changed file) is counted and reported, not fatal; it is retried by the
+    next run. Workers are spawned, not forked (torch and fork do not mix), so a script that calls this with
+    ``workers > 1`` needs the ``if __name__ == "__main__":`` guard.
 
     Raises:
         CxrcurateError: the data root is unknown, or the lung weights the config names cannot be loaded.
@@ -180,21 +247,32 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
     for sha, iid in zip(firsts["pixel_sha256"], firsts["image_id"], strict=True):
         entry_path(Path(cache), sha, iid)
     folder, h = _prepare_folder(Path(cache), config)
-    items = [(sha, iid, str(p), str(folder)) for sha, iid, p in
+    items = [(sha, iid, str(p), str(folder), None) for sha, iid, p in
              zip(firsts["pixel_sha256"], firsts["image_id"], paths, strict=True)]
     todo = [it for it in items if not entry_path(folder, it[0]).exists()]
     result = CacheResult(folder, h, reused=len(items) - len(todo))
+    workers = max(1, workers or os.cpu_count() or 1)
+    store = None
     if todo and config.lungs_path is not None:
         from .lungs import load_weights
 
         load_weights(config.lungs_path)  # fail here, once, with the clear message, not in every worker
-    workers = max(1, workers or os.cpu_count() or 1)
-    bar = tqdm(total=len(items), initial=result.reused, desc="preprocess", unit="img", disable=not progress)
+        store = LungStore(cache, config)
+        missing = [it for it in todo if store.get(it[0]) is None]
+        if missing and str(device) != "cpu":
+            segment_batched(missing, store, config, str(device), workers)
+            device = "cpu"  # every readable picture has its box now: the workers only crop and enhance
+        todo = [(*it[:4], store.get(it[0])) for it in todo]
+        result.lungs_reused = sum(1 for it in todo if it[4] is not None)
+    bar = tqdm(total=len(items), initial=result.reused, desc="preprocess", unit="img",
+               disable=not progress or not todo)
     with open(folder / "info.jsonl", "a") as info_fh:
         def collect(results: Any) -> None:
             for sha, image_id, info, error in results:
                 if error is None:
                     result.computed += 1
+                    if store is not None:
+                        store.add([(sha, info or {})])
                     info_fh.write(json.dumps({"sha": sha, "image_id": image_id, **(info or {})}) + "\n")
                     info_fh.flush()
                 else:

@@ -21,6 +21,7 @@ from ..errors import CxrcurateError, LungWeightsError
 
 # Bump when the pipeline's code changes the pixels it writes for the same config (invalidates every cache).
 PIPELINE_VERSION = 1
+LUNG_VERSION = 1  # bump when the lung post-processing changes the box it gives for the same weights and fields
 CHANNELS = ("original", "clahe", "beasf")
 RESIZE_MODES = ("pad", "stretch")
 MAX_SIZE = 4096  # output side; 3 x 4096^2 bytes per cached image, far past any model input in use
@@ -145,6 +146,25 @@ class PreprocessConfig:
         if self.resize != "pad":
             payload["pad_value"] = None
         return payload
+
+    def lung_hash(self) -> str | None:
+        """A 16-hex-digit digest of what decides a picture's lung box (the weights' content and the post-processing
+        fields), or None without a crop. Sizes, channels and histogram matching do not enter it: one box per
+        picture serves every one of them (``preprocess.lungstore``).
+
+        Raises:
+            LungWeightsError: the lung weights file named here does not exist.
+        """
+        lungs = self.lungs_path
+        if lungs is None:
+            return None
+        if not lungs.is_file():
+            raise LungWeightsError(missing_weights_message(lungs))
+        fields = ("mask_threshold", "mask_dilate", "crop_margin", "min_lung_fraction")
+        payload = {"lungs": _file_digest(str(lungs.resolve()), os.stat(lungs).st_mtime_ns), "version": LUNG_VERSION,
+                   **{k: getattr(self, k) for k in fields}}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def config_hash(self) -> str:
         """A 16-hex-digit digest of ``hash_payload()``: equal for configs that write the same pixels.

@@ -248,17 +248,35 @@ class LungSegmenter:
         logits = self.model(to_input(pixels, self.size).to(self.device))
         return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
 
-    def segment(self, pixels: np.ndarray) -> LungResult:
-        """Mask (image size) and crop box of one 2-D uint8 image; no lungs (empty mask, no box) on a tiny or blank
-        image, whatever the network says (standardising a blank image turns noise into a confident mask)."""
-        if too_plain(pixels):
-            return LungResult(np.zeros(pixels.shape[:2], dtype=np.uint8), None)
-        small = lung_mask(self.probabilities(pixels), self.threshold, self.dilate)
-        h, w = pixels.shape
+    @torch.inference_mode()
+    def probabilities_batch(self, images: list[np.ndarray], batch_size: int = 64) -> list[np.ndarray]:
+        """``probabilities`` of many images, ``batch_size`` at a time on the model's device (a GPU's way; on a CPU
+        batching does not pay, docs/bench.md). An image already at the model's ``(size, size)`` is not resized, so
+        workers can send the small input instead of the picture."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), batch_size):
+            x = torch.cat([to_input(p, self.size) for p in images[start:start + batch_size]])
+            probs = torch.sigmoid(self.model(x.to(self.device, non_blocking=True)))[:, 0].float().cpu().numpy()
+            out.extend(probs)
+        return out
+
+    def box_from_probabilities(self, prob: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, tuple | None]:
+        """The mask at the model's size and the crop box in the image's coordinates (``shape`` = (h, w))."""
+        small = lung_mask(prob, self.threshold, self.dilate)
+        h, w = shape
         box = lung_box(small, self.margin, self.min_fraction)
         if box is not None:  # scale the box from the model's square grid back to the image
             top, bottom, left, right = box
             box = (int(np.floor(top * h / self.size)), int(np.ceil(bottom * h / self.size)),
                    int(np.floor(left * w / self.size)), int(np.ceil(right * w / self.size)))
+        return small, box
+
+    def segment(self, pixels: np.ndarray) -> LungResult:
+        """Mask (image size) and crop box of one 2-D uint8 image; no lungs (empty mask, no box) on a tiny or blank
+        image, whatever the network says (standardising a blank image turns noise into a confident mask)."""
+        if too_plain(pixels):
+            return LungResult(np.zeros(pixels.shape[:2], dtype=np.uint8), None)
+        h, w = pixels.shape
+        small, box = self.box_from_probabilities(self.probabilities(pixels), (h, w))
         mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         return LungResult(mask, box)

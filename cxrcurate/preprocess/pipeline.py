@@ -70,15 +70,25 @@ class Preprocessor:
             self._reference = decode_image(self.config.histogram_reference).pixels
         return self._reference
 
-    def steps(self, pixels: np.ndarray) -> Steps:
+    def steps(self, pixels: np.ndarray, lungs: dict[str, Any] | None = None) -> Steps:
         """Run every step on a 2-D uint8 image and keep the intermediates.
 
+        ``lungs`` is the picture's box as a ``LungStore`` holds it (``{"lungs", "box", "shape"}``): when given, the
+        crop uses it and the U-Net does not run (``mask`` is then None).
+
         Raises:
-            ValueError: ``pixels`` is not a 2-D uint8 array.
+            ValueError: ``pixels`` is not a 2-D uint8 array, or ``lungs`` was computed on another shape.
         """
         pixels = _as_gray(pixels)
         mask, box, status = None, None, "off"
-        if self.segmenter is not None:
+        if lungs is not None and self.config.lungs_path is not None:
+            if list(lungs.get("shape") or []) != list(pixels.shape):
+                raise ValueError(f"stored lung box is of a {lungs.get('shape')} picture, this one is "
+                                 f"{list(pixels.shape)}")
+            status = lungs["lungs"]
+            box = tuple(int(v) for v in lungs["box"]) if lungs.get("box") is not None else None
+            cropped = pixels if box is None else pixels[box[0]:box[1], box[2]:box[3]]
+        elif self.segmenter is not None:
             result = self.segmenter.segment(pixels)
             mask, box = result.mask, result.box
             status = "found" if box is not None else "not_found"
@@ -89,11 +99,12 @@ class Preprocessor:
         info = {"lungs": status, "box": list(box) if box is not None else None, "shape": list(pixels.shape)}
         return Steps(pixels, mask, box, cropped, matched, render(matched, self.config), info)
 
-    def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def __call__(self, pixels: np.ndarray, lungs: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """``(output (C, size, size) uint8, info)``; info holds the lung status (found / not_found / off) and box.
+        ``lungs``: a stored box to crop with instead of segmenting (see ``steps``).
 
         Raises:
             ValueError: ``pixels`` is not a 2-D uint8 array.
         """
-        s = self.steps(pixels)
+        s = self.steps(pixels, lungs)
         return s.output, s.info
