@@ -156,6 +156,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pc.add_argument("--max-images", type=int, help="train on a random subset (for a smoke test)")
     pc.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     pc.add_argument("--seed", type=int, default=0, help="seed of the patient split and the training (default 0)")
-    pc.add_argument("--data-root", help="folder the manifest paths are relative to (default: recorded)")
+    pc.add_argument("--data-root", help="folder the manifest paths are relative to (default: its own folder)")
     pc.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     pc.set_defaults(func=cmd_pretrain_chexnet)

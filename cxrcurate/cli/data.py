@@ -17,6 +17,22 @@ def _sample_sources() -> list[tuple[str, Path]]:
     return sample_sources()
 
 
+def _copy_sample(out: Path) -> list[tuple[str, Path]]:
+    """The shipped sample copied into ``out`` (one folder per source; 2 MB), so the manifest written there sits in
+    its own data root and every later command finds its images without ``--data-root``."""
+    import shutil
+
+    from ..manifest import check_output_folder
+
+    check_output_folder(out)
+    copied = []
+    for name, folder in _sample_sources():
+        shutil.copytree(folder, Path(out) / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.pyc"))
+        copied.append((name, Path(out) / name))
+    return copied
+
+
 def cmd_sources(args: argparse.Namespace) -> int:
     from ..sources import list_sources
 
@@ -31,10 +47,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     from ..stats import dropped_summary, label_source_table, render
 
     specs = [parse_source_spec(s) for s in args.source]
-    if args.sample:
-        specs += _sample_sources()
-    if not specs:
+    if not specs and not args.sample:
         raise UsageError("give at least one --source NAME=PATH, or --sample for the data shipped with cxrcurate")
+    if args.sample:
+        specs += _copy_sample(args.out)
+        if len(specs) == len(_sample_sources()) and args.data_root is None:
+            args.data_root = args.out  # the sample alone: the manifest sits in its data root, found with no option
     views = [v.strip() for v in args.views.split(",")] if args.views else None
     kwargs = {"views": views} if views else {}
     _check_radius(args)
@@ -259,7 +277,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               help="build manifest.parquet + manifest.dropped.parquet from source folders")
     b.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
                    help="a source folder laid out as published (repeatable); see `cxrcurate sources`")
-    b.add_argument("--sample", action="store_true", help="add the small real sample shipped inside cxrcurate")
+    b.add_argument("--sample", action="store_true", help="add the small real sample shipped inside cxrcurate (copied "
+                   "into --out, which is then the data root when the sample is the only input)")
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--views", help="comma-separated views to keep (default: PA,AP,AP_supine,unknown)")
     b.add_argument("--data-root", type=Path, help="make manifest paths relative to this folder")

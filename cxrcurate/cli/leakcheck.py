@@ -28,7 +28,7 @@ def add_args(lk: argparse.ArgumentParser) -> None:
     g.add_argument("--examples", type=int, default=10, metavar="N", help="crossings and unmatched entries printed "
                    "(default 10; --format json lists every one)")
     g.add_argument("--montage", type=Path, metavar="PNG", help="draw the first --examples crossing pairs into PNG")
-    g.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: recorded)")
+    g.add_argument("--data-root", type=Path, help="folder the manifest paths are relative to (default: its own folder)")
     m = lk.add_argument_group("what a leak is worth")
     m.add_argument("--measure", action="store_true",
                    help="nearest neighbours across the split, k-NN score under it vs a unit-aware split of the same "
