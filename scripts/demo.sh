@@ -31,8 +31,9 @@ stage() {  # stage NAME LINE-PATTERN COMMAND...: run, keep the full output in lo
 
 m="$out/manifest/manifest.parquet"
 stage build "images in .* groups" "${cx[@]}" build-manifest --sample --dedup --out "$out/manifest" --quiet
-stage split "^wrote " "${cx[@]}" split "$m" --test 0.3 --val 0.2 --seed 0
+stage split "^wrote " "${cx[@]}" split "$m" --test 0.3 --val 0.2 --seed 0 --in-place
 stage leakage "^(OK|LEAK)" "${cx[@]}" leakage "$m"
+stage measure "^    gain roc_auc" "${cx[@]}" leakage "$m" --measure
 stage bench "^wrote " "${cx[@]}" bench --model base-cnn --quick --manifest "$m" --split-policy manifest \
   --negatives normal,pneumonia,other --out "$out/run" -q
 "${cx[@]}" bench --compare "$out/run" --format json | "$py" -c '
