@@ -14,6 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..audit.overlays import TITLES
+
+__all__ = ["TITLES", "confusion_figure", "overlay_grid", "roc_figure", "to_data_uri"]
+
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
