@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..bench.record import AUDIT, seed_name
 from .base import Check, worst
 
 MODEL_CHECKS = ("lungs_masked", "lungs_only", "attribution_in_lungs", "source_probe", "leave_one_source_out")
@@ -51,8 +52,8 @@ def verdict(checks: list[Check], evidence: dict[str, Any]) -> tuple[str, str]:
 def audit_table(result: dict[str, Any]) -> str:
     """The audit as a plain-text table: one line per check, then the evidence and the verdict."""
     width = max(len(c["name"]) for c in result["checks"])
-    lines = [f"audit of {result['run']} (run {result['run_id']}, model {result['model']}, run-{result['run_index']})",
-             ""]
+    lines = [f"audit of {result['run']} (run {result['run_id']}, model {result['model']}, "
+             f"{seed_name(result['run_index'])})", ""]
     for c in result["checks"]:
         lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<12}  {c['summary']}")
     masks = result["lung_masks"]
@@ -67,5 +68,5 @@ def audit_table(result: dict[str, Any]) -> str:
     if result.get("initial_network"):
         lines.append(f"baselines from the initial network: {result['initial_network']}")
     lines.append(f"verdict: {result['verdict'].upper()}: {result['verdict_text']}")
-    lines.append("(thresholds: audit.json, each check's 'thresholds'; INCONCLUSIVE: the evidence cannot decide)")
+    lines.append(f"(thresholds: {AUDIT}, each check's 'thresholds'; INCONCLUSIVE: the evidence cannot decide)")
     return "\n".join(lines)

@@ -481,6 +481,11 @@ class RunRecord:
         return cache[k]
 
 
+def seed_name(k: int) -> str:
+    """The name of seed K's folder (``run-K``), also the label every output gives that seed."""
+    return f"{SEED_PREFIX}{k}"
+
+
 def clear(folder: Path) -> None:
     """Delete a run folder's content (``--overwrite``); refuses a folder that holds no run."""
     if not ((folder / RECORD).is_file() or any((folder / n).exists() for n in LEGACY)):

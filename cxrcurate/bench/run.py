@@ -305,6 +305,9 @@ def run_bench(manifest: str | Path, out: str | Path | None, opts: BenchOptions, 
     if world > 1 and out is None:
         raise UsageError("under torchrun give --out: every process must write to the same run folder")
     device = device_for(local)
+    for k in range(opts.runs):  # every seed's task must be trainable before a run folder is claimed
+        prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, opts.seed + k,
+                opts.max_images, holdout_source=opts.holdout_source, pairs=pairs)
     ident = identity(manifest, asdict(opts))
     out = Path(out) if out is not None else default_out(spec.name, ident["digest"], resume=opts.resume)
     if rank == 0:

@@ -88,7 +88,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``audit`` and ``report`` to the ``cxrcurate`` command's subparsers."""
     au = subparsers.add_parser("audit", help="shortcut audit of a bench run (masked lungs, attributions, source "
-                               "probe, leave-one-source-out, demographics, leakage) -> RUN/audit.json")
+                               "probe, leave-one-source-out, demographics, leakage), recorded in the run folder")
     au.add_argument("run", type=Path, nargs="?", help="a `cxrcurate bench` run folder")
     au.add_argument("--self-test", action="store_true",
                     help="plant shortcuts of graded strength in real CXRs (and a clean control), train, audit, and "
@@ -124,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rp = subparsers.add_parser("report", help="one self-contained HTML page about a bench run (renders what the bench "
                                "and the audit recorded; loads no model)")
     rp.add_argument("run", type=Path, help="a `cxrcurate bench` run folder")
-    rp.add_argument("-o", "--output", type=Path, help="HTML file to write (default RUN/report.html)")
+    rp.add_argument("-o", "--output", type=Path, help="HTML file to write (default: the report file in the run folder)")
     _common(rp)
     rp.add_argument("--methods", type=_methods, default=("gradcam", "lime"),
                     help="attributions drawn, of those the audit recorded (default gradcam,lime)")

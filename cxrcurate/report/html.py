@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bench.record import seed_name
 from ..errors import CxrcurateError
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ def data_section(run: Any, frame: pd.DataFrame, k: int) -> str:
                 "with more than one copy); one copy of each picture is kept.")
     notes = run.metrics["runs"][0].get("notes", []) if run.metrics.get("runs") else []
     notes = [n for n in notes if "not deduplicated" not in n]  # said above
-    return (f"<h2>Data</h2><p>Rows of run-{k} by source, label and split (the task's rows after deduplication and "
-            "any cap).</p>" + table(counts.reset_index())
+    return (f"<h2>Data</h2><p>Rows of {seed_name(k)} by source, label and split (the task's rows after "
+            "deduplication and any cap).</p>" + table(counts.reset_index())
             + f"<p>{esc(dups)}</p>" + "".join(f"<p class='note'>note: {esc(n)}</p>" for n in notes))
 
 
@@ -147,14 +148,14 @@ def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
     named = (("ROC AUC", "roc_auc"), ("balanced accuracy", "balanced_accuracy"), ("accuracy", "accuracy"),
              ("COVID-19 F1", "covid_f1"))
     for k, r in enumerate(run.metrics["runs"]):
-        rows.append({"run": f"run-{k}", "seed": r.get("seed"), "test n": r["n"], "units": r.get("n_units", "-"),
+        rows.append({"run": seed_name(k), "seed": r.get("seed"), "test n": r["n"], "units": r.get("n_units", "-"),
                      **{name: _ci(r[key], r["ci95"].get(key)) for name, key in named if key in r},
                      "majority baseline": f"{r['majority_baseline']['accuracy']:.3f}"
                      if "majority_baseline" in r else "-",
                      "validation ROC AUC": _ci(r["val_roc_auc"], r.get("val_ci95_roc_auc"))
                      if "val_roc_auc" in r else "-"})
         if no_evidence(r):
-            chance.append(f"run-{k}: {evidence_words(r.get('evidence'))}")
+            chance.append(f"{seed_name(k)}: {evidence_words(r.get('evidence'))}")
     agg = run.metrics["aggregate"]
     if len(rows) > 1:
         rows.append({"run": "mean ± std", "seed": "", "test n": "", "units": "", **{
@@ -165,8 +166,8 @@ def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
     per_class = [{"class": c, **v} for c, v in first["per_class"].items()]
     figs = [f"<img alt='ROC curves' src='{roc_figure(predictions, classes)}'>"] if predictions else []
     for k, r in enumerate(run.metrics["runs"][:3]):
-        figs.append(f"<img alt='confusion matrix run-{k}' "
-                    f"src='{confusion_figure(r['confusion_matrix'], classes, f'run-{k}')}'>")
+        figs.append(f"<img alt='confusion matrix {seed_name(k)}' "
+                    f"src='{confusion_figure(r['confusion_matrix'], classes, seed_name(k))}'>")
     return ("<h2>Metrics</h2>" + banner + "<p>Brackets: bootstrap 95% CI resampling the test units (patients / "
             "linked pictures). Read ROC AUC and balanced accuracy; accuracy means little against the majority "
             "baseline (always answering the largest class).</p>" + table(rows) + "<p>Per class, run-0:</p>"
@@ -193,7 +194,7 @@ def attribution_section(run: Any, options: ReportOptions) -> str:
                        f"{', '.join(options.methods)}.</p>")
     classes = run.config["spec"]["classes"]
     parts = [head + "<p class='note'>Attributions of the predicted class for the most confident correct and wrong "
-             f"test cases of each class (run-{k}), as the audit recorded them; green: the lung outline.</p>"]
+             f"test cases of each class ({seed_name(k)}), as the audit recorded them; green: the lung outline.</p>"]
     for t, cls in enumerate(classes):
         mine = recorded[recorded["target"] == t]
         if mine.empty:
@@ -248,7 +249,8 @@ def audit_section(run: Any, audit: dict[str, Any] | None, stale: str | None) -> 
                                               "CI low": v["ci95"][0], "CI high": v["ci95"][1]}
                                              for m, v in lifts.items()]))
     return (f"<h2>Shortcut audit: {esc(audit['verdict'].upper())}</h2><p><b>{esc(audit.get('verdict_text'))}</b>"
-            f"</p><p class='note'>run-{audit['run_index']} of run {esc(audit.get('run_id'))}, {audit['seconds']} s; "
+            f"</p><p class='note'>{seed_name(audit['run_index'])} of run {esc(audit.get('run_id'))}, "
+            f"{audit['seconds']} s; "
             f"lung masks of the {masks['test_images']} test images: {esc(kinds)}.</p>"
             + table(rows, {"status": "_css"}) + detail)
 

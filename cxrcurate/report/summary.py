@@ -12,6 +12,7 @@ from typing import Any
 
 from ..bench.compare import fmt, leak_summary
 from ..bench.metrics import evidence_words
+from ..bench.record import seed_name
 from ..errors import CxrcurateError
 
 
@@ -82,6 +83,6 @@ def summary_box(run: Any, k: int, audit: dict[str, Any] | None, stale: str | Non
     warn = f"<p class='banner'>NO EVIDENCE. {html.escape(banner)}</p>" if banner else ""
     sentence = believe(seed, audit, stale, bool(run.metrics.get("leaky")))
     return (f"<div class='summary'><h2>Summary</h2>{warn}<table>{table}</table>"
-            f"<p class='note'>Data of run-{k}: images / units per class and side (a unit is a patient or a set of "
-            f"linked pictures; it never crosses sides).</p>{data}"
+            f"<p class='note'>Data of {seed_name(k)}: images / units per class and side (a unit is a patient or a "
+            f"set of linked pictures; it never crosses sides).</p>{data}"
             f"<p class='believe'>What to believe: {html.escape(sentence)}</p></div>")
