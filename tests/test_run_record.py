@@ -193,3 +193,32 @@ def test_a_class_with_too_few_units_fails_before_training_naming_it(toy_manifest
     err = capsys.readouterr().err
     assert code == 1 and "too few images of class non-covid" in err and "non-covid 1" in err, err
     assert "least populated" not in err and not (tmp_path / "r" / record.RECORD).exists()
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_a_dead_quick_run_is_called_dead_by_bench_audit_and_report(tmp_path, capsys, monkeypatch):
+    """The issue's case through the CLI: `bench --quick` on the shipped sample predicts COVID-19 for every test
+    image (one negative unit in test). bench, audit and report say there is no evidence; a second bench into the
+    same folder is refused."""
+    pytest.importorskip("torch")
+    pytest.importorskip("captum")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "dead"
+    assert main(["bench", "--model", "base-cnn", "--quick", "--out", str(run), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "NONE in 1/1" in out and "not comparable" in out
+    assert main(["bench", "--model", "cxnet", "--quick", "--out", str(run), "-q"]) == 1
+    assert "holds run" in capsys.readouterr().err
+    code = main(["audit", str(run), "-q", "--methods", "gradcam", "--max-images", "10"])
+    out = capsys.readouterr().out
+    assert "verdict: INCONCLUSIVE: the model learned nothing; no shortcut verdict" in out
+    audit = record.RunRecord.open(run).audit()
+    from cxrcurate.audit.verdict import MODEL_CHECKS
+
+    model_checks = [c for c in audit["checks"] if c["name"] in MODEL_CHECKS]
+    assert {c["status"] for c in model_checks} <= {"inconclusive", "not run"}
+    assert code == (1 if any(c["status"] == "fail" for c in audit["checks"]) else 0)
+    assert main(["report", str(run)]) == 0
+    page = (run / record.REPORT).read_text()
+    assert "NO EVIDENCE. The model learned nothing" in page and "Against the paper: not comparable" in page
+    assert "Believe nothing about this model" in page

@@ -37,7 +37,7 @@ def verdict(checks: list[Check], evidence: dict[str, Any]) -> tuple[str, str]:
     if kind != "ok":
         head = ("the model learned nothing; no shortcut verdict" if kind == "at_chance" else
                 "the evidence is insufficient; no shortcut verdict")
-        return "inconclusive", f"{head} ({'; '.join(evidence.get('reasons', []))}){data_text}"
+        return "inconclusive", head + data_text  # the reasons: the audit's test_performance.evidence
     status = worst([c.status for c in checks])
     named = {s: [c.name for c in checks if c.status == s] for s in ("fail", "warn", "inconclusive")}
     if status == "fail":
@@ -67,6 +67,9 @@ def audit_table(result: dict[str, Any]) -> str:
                      f"units; per class: {perf['evidence']['test_units_per_class']})")
     if result.get("initial_network"):
         lines.append(f"baselines from the initial network: {result['initial_network']}")
+    reasons = (perf.get("evidence") or {}).get("reasons") or []
+    if reasons:
+        lines.append("NO EVIDENCE: " + "; ".join(reasons))
     lines.append(f"verdict: {result['verdict'].upper()}: {result['verdict_text']}")
     lines.append(f"(thresholds: {AUDIT}, each check's 'thresholds'; INCONCLUSIVE: the evidence cannot decide)")
     return "\n".join(lines)
