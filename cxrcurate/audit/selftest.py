@@ -2,9 +2,13 @@
 
 An audit that never fails proves nothing, and one that fails everything proves nothing either. The self-test takes
 real adult frontal chest X-rays that come with a drawn lung mask (the Cohen collection's ``lung-masks`` in a data
-folder the user names, ``--self-test-data DIR`` holding ``cohen/``; else the shipped sample's few, jittered into
-more), labels half the *patients* COVID-19 and gives their images a real, lung-located signal (blurred patchy
-opacities, ``HAZE`` gray levels strong, inside the drawn lungs). Each scenario then adds a shortcut outside the
+folder the user names, ``--self-test-data DIR`` holding ``cohen/``), labels half the *patients* COVID-19 and gives
+their images a real, lung-located signal (blurred patchy opacities, ``HAZE`` gray levels strong, inside the drawn
+lungs). Without a data folder it uses every frontal radiograph of the shipped sample (drawn lungs for Cohen's, the
+shipped U-Net's elsewhere; about two dozen pictures), jittered into more: the copies of one picture keep its key,
+so they are ONE unit and sit on one side of the split, and half the copies of every picture are COVID-19 (labels by
+image, not by patient), so each test unit holds both classes and the test side reaches the bench's minimum of test
+units per class (``SAMPLE_SPLIT``: a larger test share). Each scenario then adds a shortcut outside the
 lungs, a burnt-in letter ``MARKER`` in the upper middle of the image (``marker_box``: where augmentation keeps it in
 view):
 
