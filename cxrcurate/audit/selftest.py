@@ -81,15 +81,25 @@ class SelfTestOptions:
 
 
 def marker_box(lungs: np.ndarray) -> tuple[int, int, int]:
-    """Where the marker goes: ``(row, col, side)`` of a box in the upper middle (over the trachea and mediastinum)
-    that overlaps the drawn lungs least. The paper's augmentation zooms up to 1.5x and shifts by up to 0.2 of the
-    side, which crops an image's corners in most draws; a corner label would rarely be seen in training."""
+    """Where the marker goes: ``(row, col, side)`` of a box that overlaps the drawn lungs least, inside the central
+    band that augmentation keeps in view (a tenth of the side from every edge: the paper's zoom and shift crop an
+    image's corners in most draws, so a corner label would rarely be seen in training); among equally free places,
+    the one nearest the upper middle (over the trachea). On the shipped sample's pictures, where the lungs fill the
+    frame, the upper middle alone put more than half of the marker inside the lungs on 11 of 23 pictures, and
+    blacking out the lungs then hid the shortcut too."""
     side = lungs.shape[0]
-    box = max(8, side // 5)
-    col = side // 2 - box // 2
-    rows = range(max(1, side // 10), side // 3)
-    overlap = [lungs[r:r + box, col:col + box].sum() for r in rows]
-    return int(rows[int(np.argmin(overlap))]), col, box
+    box = max(8, side // 6)
+    edge = max(1, side // 10)
+    best: tuple[float, float, int, int] | None = None
+    for r in range(edge, side - edge - box + 1, 2):
+        for c in range(edge, side - edge - box + 1, 2):
+            overlap = float(lungs[r:r + box, c:c + box].mean())
+            near = abs(r - side // 6) + abs(c + box / 2 - side / 2)
+            key = (round(overlap, 2), near, r, c)
+            if best is None or key < best:
+                best = key
+    assert best is not None
+    return best[2], best[3], box
 
 
 def burn(img: np.ndarray, lungs: np.ndarray, contrast: str = "full") -> None:

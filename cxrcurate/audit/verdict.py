@@ -21,11 +21,12 @@ MODEL_CHECKS = ("lungs_masked", "lungs_only", "attribution_in_lungs", "source_pr
 
 def gate(check: Check, evidence: dict[str, Any]) -> Check:
     """``check`` made ``inconclusive`` when it reads the model and the model shows no evidence of learning."""
-    if evidence.get("kind", "ok") == "ok" or check.name not in MODEL_CHECKS or check.status == "inconclusive":
+    if evidence.get("kind", "ok") == "ok" or check.name not in MODEL_CHECKS or \
+            check.status in ("inconclusive", "not run"):  # a check switched off stays "not run"
         return check
     would = check.status
     numbers = {**check.numbers, "status_with_evidence": would}
-    note = f"; would be {would}, but the model shows no evidence of learning" if would != "not run" else ""
+    note = f"; would be {would}, but the model shows no evidence of learning"
     return replace(check, status="inconclusive", summary=check.summary + note, numbers=numbers)
 
 
