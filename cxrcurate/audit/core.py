@@ -38,6 +38,7 @@ import pandas as pd
 from .attribution import AttributionOptions
 from .base import AuditOptions, Check, to_json, unit_bootstrap
 from .overlays import overlay_rows, report_cases
+from .runinputs import full_manifest, pairs_of, reload_difference, sample_rows
 from .verdict import audit_table, gate, verdict
 
 __all__ = ["audit_table", "run_audit"]
@@ -271,15 +272,6 @@ def attribution_check(summary: dict[str, Any], info: dict[str, Any], n_no_mask: 
                   "status_if_not_at_chance": found}, limits)
 
 
-def _sample(rows: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """At most ``n`` rows, stratified by target (the same ones every time for a seed)."""
-    if n is None or len(rows) <= n:
-        return rows
-    frac = n / len(rows)
-    parts = [g.sample(max(1, round(len(g) * frac)), random_state=seed) for _, g in rows.groupby("target")]
-    return pd.concat(parts).sort_values("image_id").head(n)
-
-
 def run_audit(run_path: str | Path, options: AuditOptions | None = None, progress: bool = True) -> dict[str, Any]:
     """Audit one seed of a bench run; record ``audit.json``, the seed's attributions and the report's overlays.
 
@@ -325,10 +317,10 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None, progres
     step(1)
     preds = region_predictions(model, run.dataset(test), masks, black, device, options.batch_size, options.region)
     checks = region_checks(preds, run.classes, no_mask, options.n_boot, options.seed, options.region, units, chance)
-    reload_diff = _reload_difference(run, k, preds)
+    reload_diff = reload_difference(run, k, preds)
     step(2)
     cases = report_cases(run.predictions(k), run.classes)
-    chosen = _sample(test, options.attribution_images, options.seed)
+    chosen = sample_rows(test, options.attribution_images, options.seed)
     chosen = pd.concat([chosen, test[test["image_id"].isin(cases["image_id"]) & ~test["image_id"].isin(
         chosen["image_id"])]], ignore_index=True)
     attr_opts = AttributionOptions(**{**asdict(options.attribution), "batch_size": options.batch_size})
@@ -371,7 +363,7 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None, progres
         checks.append(more.leave_one_source_out(run, frame, options, progress))
     step(5)
     checks.append(more.demographics(frame, run.classes))
-    checks.append(more.leakage(frame, run.metrics.get("split_policy"), _full_manifest(run), _pairs(run)))
+    checks.append(more.leakage(frame, run.metrics.get("split_policy"), full_manifest(run), pairs_of(run)))
     bar.update(1)
     bar.close()
     checks = [gate(c, ev) for c in checks]
@@ -391,31 +383,3 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None, progres
     return result
 
 
-def _full_manifest(run: Any) -> pd.DataFrame | None:
-    """The manifest the run was made from (all rows: those the run dropped still link units), or None if unreadable."""
-    try:
-        return run.manifest
-    except (OSError, ValueError) as exc:
-        log.warning("leakage checked on the run's rows only: its manifest %s cannot be read (%s)",
-                    run.manifest_path, exc)
-        return None
-
-
-def _pairs(run: Any) -> pd.DataFrame | None:
-    """Dedup's pairs table beside the run's manifest, when there is one."""
-    from ..dedup import read_pairs
-
-    return read_pairs(run.manifest_path)
-
-
-def _reload_difference(run: Any, k: int, preds: pd.DataFrame) -> float:
-    """Largest difference between the rebuilt model's probabilities and the run's own (a check of the rebuild)."""
-    if not len(preds):
-        return float("nan")
-    written = run.predictions(k).set_index("image_id")  # the bench's own probabilities
-    cols = [f"p_{c}" for c in run.classes]
-    ids = [i for i in preds["image_id"] if i in written.index]
-    if not ids:
-        return float("nan")
-    ours = np.exp(np.stack(preds.set_index("image_id").loc[ids, "full"].to_list()))
-    return float(np.abs(ours - written.loc[ids, cols].to_numpy()).max())

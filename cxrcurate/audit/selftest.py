@@ -255,7 +255,10 @@ def scenario_manifest(out: Path, images: list[tuple[np.ndarray, np.ndarray, str]
     rng = np.random.default_rng(seed)
     patients = sorted({p for _, _, p in images})
     positive = set(rng.permutation(patients)[: len(patients) // 2])
-    flips = rng.permutation(len(images)) < len(images) // 2
+    flips = np.zeros(len(images), dtype=bool)  # label_by="image": half the copies of EVERY picture are positive
+    for key in patients:
+        mine = rng.permutation([i for i, (_, _, p) in enumerate(images) if p == key])
+        flips[mine[: (len(mine) + int(rng.integers(0, 2))) // 2]] = True
     rows = []
     for i, (img, lungs, patient) in enumerate(images):
         label = "covid19" if (flips[i] if label_by == "image" else patient in positive) else "normal"
