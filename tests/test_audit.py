@@ -72,7 +72,7 @@ def toy_run(toy_manifest, tmp_path_factory):
     manifest = two_source_toy(toy_manifest, out)
     train = TrainConfig(epochs=8, batch_size=8, workers=0, lr=3e-3, patience=8)
     return run_bench(manifest, out / "run", BenchOptions(model="base-cnn", size=32, n_boot=50, augment=False,
-                                                          train=train), progress=False)
+                                                          test=0.35, train=train), progress=False)
 
 
 def test_scenarios_plant_the_marker_at_their_rates_outside_the_lungs(tmp_path):
@@ -282,6 +282,7 @@ def test_source_probe_reads_the_lift_over_the_initial_network():
     n = 40
     frame = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "patient_id": [f"p{k}" for k in range(n)],
                           "label": ["normal", "covid19"] * (n // 2), "source": ["a"] * (n // 2) + ["b"] * (n // 2)})
+    frame["unit"] = frame["patient_id"]  # the bench's units, as its split table records them
     opts = AuditOptions(probe_images=32, n_boot=100)
     learnt = audit_checks.source_probe(Run(), Model(True), frame, opts, "cpu", Model(False), "random init")
     assert learnt.status == "fail" and learnt.numbers["images"] == 32
