@@ -17,7 +17,8 @@ import platform
 import time
 from pathlib import Path
 
-from cxrcurate.bench.run import BenchOptions, compare_table, run_bench
+from cxrcurate.bench.compare import compare_table
+from cxrcurate.bench.run import BenchOptions, run_bench
 from cxrcurate.bench.train import TrainConfig
 from cxrcurate.manifest import read_manifest
 

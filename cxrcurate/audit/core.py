@@ -4,7 +4,8 @@ Each test ends ``pass``, ``warn``, ``fail``, ``inconclusive`` or ``not run`` and
 (``THRESHOLDS`` says where the lines are drawn, and ``audit.json`` repeats it); the verdict is the most severe
 (``base.SEVERITY``: pass < inconclusive < warn < fail). The audit looks at one seed (``run-K``, default 0) of a
 finished run; only leave-one-source-out trains anything. Every CI is a percentile bootstrap over units (patient,
-dup group, identical picture; an image with none of those is its own unit), see ``base.unit_bootstrap``.
+dup group, identical picture; an image with none of those is its own unit): the units the bench recorded in its
+split, read, never recomputed (see ``base.unit_bootstrap``).
 
 - ``lungs_masked``: the test set scored with the lungs blacked out (lung mask, or its bounding box with
   ``region="box"``). A model that reads the lungs falls to chance; one that still separates the classes, or ranks
@@ -15,8 +16,9 @@ dup group, identical picture; an image with none of those is its own unit), see 
   compared image by image with the same maps of the *initial* network (``baseline``): attribution maps favour
   bright structures outside the lungs whatever a network learnt, so only a fall below the untrained network's
   share says that training moved the model's attention out of the lungs.
-- A model at chance on the test set (its test AUC's CI includes 0.5) has learnt nothing to look for:
-  ``attribution_in_lungs`` and ``lungs_only`` are then ``inconclusive`` (their numbers are kept).
+- A run with no evidence (the bench's record: at chance, an undefined or degenerate CI, one predicted class, too
+  few test units per class) has learnt nothing to look for: every check that reads the model is then
+  ``inconclusive`` and the verdict says "the model learned nothing; no shortcut verdict" (``verdict``).
 - ``source_probe``, ``leave_one_source_out``, ``demographics``, ``leakage``: see ``audit_checks``.
 
 Blacking out happens in the model's input space, after rendering (the value a black pixel has after ImageNet
