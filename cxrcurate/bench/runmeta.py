@@ -119,5 +119,5 @@ def read_json(path: Path, kind: str, run_id: str | None = None) -> dict[str, Any
         raise SchemaError(f"{path}: version {doc.get('version')} is not readable by this cxrcurate ({VERSION})")
     if run_id is not None and doc.get("run_id") != run_id:
         raise RunFolderError(f"{path} belongs to run {doc.get('run_id')}, not to {run_id} (the run folder's "
-                             "run.json); it is stale: run the command that writes it again")
+                             "record); it is stale: run the command that writes it again")
     return doc
