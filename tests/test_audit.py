@@ -93,8 +93,9 @@ def test_scenarios_plant_the_marker_at_their_rates_outside_the_lungs(tmp_path):
     assert df.groupby("patient_id")["label"].nunique().max() == 1  # a patient has one label
     clean = read_manifest(scenario_manifest(tmp_path / "clean", images, SCENARIOS["clean"], seed=1))
     assert not clean["extra"].map(lambda e: json.loads(e)["marker"]).any()
-    inside = [images[i][1][r:r + b, c:c + b].mean() for i in range(20) for r, c, b in [marker_box(images[i][1])]]
-    assert np.mean(inside) < 0.45  # mostly outside the drawn lungs (0.32 measured on 120 shared Cohen images)
+    inside = [images[i][1][r:r + b, c:c + b].mean() for i in range(40)
+              for r, c, b in [marker_box(images[i][1], anywhere=True)]]
+    assert np.mean(inside) < 0.1  # the sample's lungs fill the frame: the marker goes where they are not (0.02)
 
 
 def test_near_identical_pictures_get_one_patient():
