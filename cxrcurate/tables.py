@@ -49,6 +49,12 @@ _ROW_GROUP = 1 << 20
 HOMES: dict[str, str] = {
     "manifest": "cxrcurate.manifest",
     "dropped": "cxrcurate.manifest",
+    # a bench run's tables (cxrcurate.bench.record: torch-free)
+    "run_split": "cxrcurate.bench.record",
+    "predictions": "cxrcurate.bench.record",
+    "history": "cxrcurate.bench.record",
+    "attributions": "cxrcurate.bench.record",
+    "overlays": "cxrcurate.bench.record",
 }
 
 

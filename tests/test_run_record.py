@@ -222,3 +222,16 @@ def test_a_dead_quick_run_is_called_dead_by_bench_audit_and_report(tmp_path, cap
     page = (run / record.REPORT).read_text()
     assert "NO EVIDENCE. The model learned nothing" in page and "Against the paper: not comparable" in page
     assert "Believe nothing about this model" in page
+
+
+def test_a_run_table_is_read_by_kind_without_importing_the_record_first(tmp_path, toy_manifest):
+    import subprocess
+    import sys
+
+    rec = record.RunRecord.create(tmp_path / "r", record.identity(toy_manifest, {"model": "base-cnn"}))
+    rec.write_attributions(0, pd.DataFrame({"image_id": ["a"], "method": ["ig"], "lung_share": [0.5]}))
+    code = ("import sys; from cxrcurate.tables import read_table; df = read_table(sys.argv[1]); "
+            "print(df.attrs['cxrcurate']['table'], df.attrs['cxrcurate']['run_id'], 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r/run-0" / record.ATTRIBUTIONS)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["attributions", rec.run_id, "False"], done.stderr[-1500:]

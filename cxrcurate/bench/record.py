@@ -87,8 +87,8 @@ OVERLAYS_KIND = register(TableKind("overlays", "1.0", pa.schema([
     pa.field("correct", pa.bool_()), pa.field("source", _S), pa.field("height", pa.int64()),
     pa.field("width", pa.int64()), pa.field("image", pa.list_(pa.float32())), pa.field("map", pa.list_(pa.float32())),
     pa.field("lungs", pa.list_(pa.bool_()))]), decimals=None))
-for _kind in ("run_split", "predictions", "history", "attributions", "overlays"):
-    HOMES.setdefault(_kind, __name__)
+assert all(HOMES.get(k.name) == __name__ for k in (RUN_SPLIT, PREDICTIONS_KIND, HISTORY_KIND, ATTRIBUTIONS_KIND,
+                                                    OVERLAYS_KIND)), "tables.HOMES must name this module"
 
 
 # ------------------------------------------------------------------------------------------ identity
