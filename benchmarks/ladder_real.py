@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrcurate.bench.compare import compare_table
 from cxrcurate.bench.feed import default_cache_dir
-from cxrcurate.bench.run import BenchOptions, compare_table, run_bench
+from cxrcurate.bench.run import BenchOptions, run_bench
 from cxrcurate.bench.train import TrainConfig
 from cxrcurate.manifest import read_manifest
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cxrcurate.bench.record import RunRecord  # noqa: E402
 from cxrcurate.bench.run import BenchOptions, run_bench  # noqa: E402
 from cxrcurate.bench.train import TrainConfig  # noqa: E402
 from cxrcurate.imageio import decode_image, fingerprint  # noqa: E402
@@ -108,17 +109,18 @@ def main() -> None:
             opts.augment_strength = args.augment_strength
         started = time.time()
         run = run_bench(manifest, Path(tmp) / "run", opts, progress=False)
-        metrics = json.loads((run / "metrics.json").read_text())
+        rec = RunRecord.open(run)
         results = []
-        for k, r in enumerate(metrics["runs"]):
-            hist = pd.read_csv(run / f"run-{k}" / "history.csv")
+        for k, r in enumerate(rec.metrics["runs"]):
+            hist = rec.history(k)
             line = {"model": args.model, "init": args.init, "size": args.size, "marker": not args.no_marker,
                     "augment": "off" if args.no_augment else opts.augment_strength, "seed": r["seed"],
                     "lr": float(hist["lr"].iloc[0]), "epochs": len(hist),
                     "train_loss": [round(v, 3) for v in hist["train_loss"]],
                     "val_loss": [round(v, 3) for v in hist["val_loss"]],
                     "val_auc": round(r["val_roc_auc"], 3), "val_ci": [round(c, 3) for c in r["val_ci95_roc_auc"]],
-                    "never_left_chance": r["never_left_chance"], "test_auc": round(r["roc_auc"], 3),
+                    "never_left_chance": r["never_left_chance"], "evidence": r["evidence"]["kind"],
+                    "test_auc": round(r["roc_auc"], 3),
                     "test_ci": [round(c, 3) for c in r["ci95"]["roc_auc"]]}
             results.append(line)
             print(json.dumps(line))

@@ -55,6 +55,12 @@ HOMES: dict[str, str] = {
     "conflicts": "cxrcurate.dedup.groups",
     "release": "cxrcurate.release.schema",
     "nih-cxr14": "cxrcurate.release.schema",
+    # a bench run's tables (cxrcurate.bench.record: torch-free)
+    "run_split": "cxrcurate.bench.record",
+    "predictions": "cxrcurate.bench.record",
+    "history": "cxrcurate.bench.record",
+    "attributions": "cxrcurate.bench.record",
+    "overlays": "cxrcurate.bench.record",
 }
 
 

@@ -2,14 +2,15 @@
 
 import json
 
-import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch", reason="the [bench] extra installs torch")
 
+from cxrcurate.bench.compare import compare_table  # noqa: E402
 from cxrcurate.bench.data import prepare  # noqa: E402
 from cxrcurate.bench.metrics import score  # noqa: E402
-from cxrcurate.bench.run import BenchOptions, compare_table, run_bench  # noqa: E402
+from cxrcurate.bench.record import RunRecord  # noqa: E402
+from cxrcurate.bench.run import BenchOptions, run_bench  # noqa: E402
 from cxrcurate.bench.train import TrainConfig  # noqa: E402
 from cxrcurate.cli import main  # noqa: E402
 from cxrcurate.errors import CxrcurateError  # noqa: E402
@@ -25,24 +26,27 @@ def _opts(model, **kw):
                                    "cxnet-3class", "cxnet-hier"])
 def test_ladder_model_trains_and_scores(model, toy_manifest, tmp_path):
     run = run_bench(toy_manifest, tmp_path / model, _opts(model, init="random"), progress=False)
-    m = json.loads((run / "metrics.json").read_text())
+    rec = RunRecord.open(run)
+    m = rec.metrics
     first = m["runs"][0]
-    assert first["n"] == len(pd.read_parquet(run / "run-0/predictions.parquet"))
+    pred = rec.predictions(0)
+    assert first["n"] == len(pred)
     assert 0 <= first["accuracy"] <= 1 and len(first["confusion_matrix"]) == len(m["classes"])
     assert set(first["ci95"]) == {"accuracy", "balanced_accuracy", "covid_f1", "roc_auc"}
     assert first["ci_unit"] == "unit" and 0 < first["n_units"] <= first["n"]
-    for name in ("config.json", "summary.md", "run-0/history.csv", "run-0/split.parquet"):
-        assert (run / name).exists(), name
+    assert rec.config["input"]["size"] == 32 and rec.config["preprocess"]["size"] == 32  # resolved, recorded
+    assert rec.complete and len(rec.history(0)) == (2 if model == "cxnet-hier" else 1)  # one epoch (per stage)
+    assert rec.split(0)["unit"].notna().all()
+    assert not list(run.rglob("last.pt"))  # optimizer state only while the run can be resumed
     weights = list((run / "run-0").glob("*.safetensors"))
-    assert weights and all(w.stat().st_size > 0 for w in weights)
-    pred = pd.read_parquet(run / "run-0/predictions.parquet")
+    assert weights and all(w.stat().st_size > 0 and w.stat().st_mode & 0o777 == 0o644 for w in weights)
     probs = pred[[c for c in pred.columns if c.startswith("p_")]]
     assert ((probs.sum(axis=1) - 1).abs() < 1e-4).all()
 
 
 def test_base_cnn_learns_the_toy_task(toy_manifest, tmp_path):
     run = run_bench(toy_manifest, tmp_path / "b", _opts("base-cnn", epochs=25, lr=3e-3, size=48), progress=False)
-    m = json.loads((run / "metrics.json").read_text())["runs"][0]
+    m = RunRecord.open(run).metrics["runs"][0]
     assert m["roc_auc"] > 0.8, m  # the toy classes are separable; a broken loop would sit near 0.5
 
 
@@ -67,9 +71,9 @@ def test_chexnet_zero_shot_and_cxnet_from_a_chexnet_checkpoint(toy_manifest, tmp
     torch.save({"state_dict": state, "epoch": 3}, ckpt)
     run = run_bench(toy_manifest, tmp_path / "probe", _opts("chexnet", weights=str(ckpt), negatives=("normal",)),
                     progress=False)
-    assert not (run / "run-0/history.csv").read_text().strip()  # zero-shot: no training
+    assert RunRecord.open(run).history(0).empty  # zero-shot: no training
     run = run_bench(toy_manifest, tmp_path / "cx", _opts("cxnet", weights=str(ckpt), epochs=1), progress=False)
-    assert json.loads((run / "config.json").read_text())["spec"]["head"] == "cxnet"
+    assert RunRecord.open(run).config["spec"]["head"] == "cxnet"
 
 
 def test_metrics_and_ci():
@@ -93,7 +97,11 @@ def test_cli_bench_compare_and_models(toy_manifest, tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "--compare", str(tmp_path / "a"), str(tmp_path / "leaky")]) == 0
     out = capsys.readouterr().out
-    assert "per-image (LEAKY)" in out and "0.987" in out  # the paper's base-CNN accuracy alongside
+    assert "per-image (LEAKY)" in out
+    for row in compare_table([tmp_path / "a", tmp_path / "leaky"]).to_dict("records"):
+        # the paper's base-CNN accuracy alongside, or "not comparable" when the run carries no evidence
+        assert row["paper accuracy"] == ("0.987" if row["evidence"] == "yes" else "not comparable"), row
+        assert row["paper accuracy"] in out
     assert main(["bench", "--compare", str(tmp_path / "a"), str(tmp_path / "leaky"), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["run"] for r in rows] == ["a", "leaky"] and rows[1]["split"] == "per-image (LEAKY)"
@@ -120,7 +128,7 @@ def test_pretrain_chexnet_then_cxnet_starts_from_it(toy_manifest, tmp_path):
     assert "Infiltration" in card["test_auroc"] and card["size"] == 32
     run = run_bench(toy_manifest, tmp_path / "cxnet", _opts("cxnet", weights=str(tmp_path / "cx/chexnet.safetensors")),
                     progress=False)
-    assert (run / "run-0/weights.safetensors").exists()
+    assert RunRecord.open(run).weights_path(0).exists()
 
 
 def test_torchrun_two_cpu_processes(toy_manifest, tmp_path):
@@ -138,23 +146,40 @@ def test_torchrun_two_cpu_processes(toy_manifest, tmp_path):
            "-q", "--negatives", "normal,pneumonia"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
-    config = json.loads((out / "config.json").read_text())
-    assert config["environment"]["world_size"] == 2
-    m = json.loads((out / "metrics.json").read_text())["runs"][0]
-    test_rows = pd.read_parquet(out / "run-0/split.parquet").query("split == 'test'")
+    rec = RunRecord.open(out)
+    assert rec.config["environment"]["world_size"] == 2
+    m = rec.metrics["runs"][0]
+    test_rows = rec.split(0).query("split == 'test'")
     assert m["n"] == len(test_rows)  # predictions gathered from both ranks, padding removed
 
 
-def test_resume_continues_from_the_checkpoint(toy_manifest, tmp_path):
-    opts = _opts("base-cnn", epochs=2)
-    run_bench(toy_manifest, tmp_path / "r", opts, progress=False)
-    first = pd.read_csv(tmp_path / "r/run-0/history.csv")
-    opts = _opts("base-cnn", epochs=3)
-    opts.resume = True
-    run_bench(toy_manifest, tmp_path / "r", opts, progress=False)
-    again = pd.read_csv(tmp_path / "r/run-0/history.csv")
-    assert list(again["epoch"]) == [1, 2, 3]  # epochs 1-2 came from the checkpoint, only epoch 3 was trained
-    assert again["train_loss"].iloc[:2].tolist() == pytest.approx(first["train_loss"].tolist())
+def test_resume_continues_an_interrupted_run_from_its_checkpoint(toy_manifest, tmp_path, monkeypatch):
+    import cxrcurate.bench.train as train
+
+    whole = RunRecord.open(run_bench(toy_manifest, tmp_path / "whole", _opts("base-cnn", epochs=3), progress=False))
+    evaluate, calls = train._evaluate_loss, []
+
+    def interrupted(*args, **kw):  # the third epoch's validation never comes: the process was stopped
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kw)
+
+    monkeypatch.setattr(train, "_evaluate_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(toy_manifest, tmp_path / "r", _opts("base-cnn", epochs=3), progress=False)
+    assert (tmp_path / "r/run-0/last.pt").exists() and not RunRecord.open(tmp_path / "r").complete
+    monkeypatch.setattr(train, "_evaluate_loss", evaluate)
+    with pytest.raises(CxrcurateError, match="holds run"):  # never written into without --resume or --overwrite
+        run_bench(toy_manifest, tmp_path / "r", _opts("base-cnn", epochs=3), progress=False)
+    with pytest.raises(CxrcurateError, match="other inputs"):  # resuming needs the same inputs
+        run_bench(toy_manifest, tmp_path / "r", _opts("base-cnn", epochs=4, resume=True), progress=False)
+    run_bench(toy_manifest, tmp_path / "r", _opts("base-cnn", epochs=3, resume=True), progress=False)
+    again = RunRecord.open(tmp_path / "r")
+    history = again.history(0)
+    assert list(history["epoch"]) == [1, 2, 3]  # epochs 1-2 came from the checkpoint, only epoch 3 was trained
+    assert history["train_loss"].iloc[:2].tolist() == pytest.approx(whole.history(0)["train_loss"].iloc[:2].tolist())
+    assert again.complete and not (tmp_path / "r/run-0/last.pt").exists()
 
 
 def test_bench_reads_the_tensor_cache(toy_manifest, tmp_path):
@@ -175,4 +200,4 @@ def test_bench_reads_the_tensor_cache(toy_manifest, tmp_path):
     opts = _opts("cxnet", init="random", data_root=str(root))
     opts.cache = str(tmp_path / "cache")
     run = run_bench(manifest, tmp_path / "run", opts, progress=False)
-    assert json.loads((run / "metrics.json").read_text())["runs"][0]["n"] > 0
+    assert RunRecord.open(run).metrics["runs"][0]["n"] > 0

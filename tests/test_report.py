@@ -42,18 +42,33 @@ def report(toy_manifest, tmp_path_factory):
     run = run_bench(toy_manifest, out / "run", BenchOptions(model="base-cnn", size=32, n_boot=50, augment=False,
                                                             negatives=("normal", "pneumonia"), train=train),
                     progress=False)
-    main(["audit", str(run), "--no-loso", "--methods", "gradcam,ig", "--ig-steps", "8"])
-    assert main(["report", str(run), "-o", str(out / "report.html"), "--lime-samples", "24"]) == 0
+    main(["audit", str(run), "--no-loso", "--methods", "gradcam,lime", "--lime-samples", "24", "--ig-steps", "8",
+          "-q"])
+    assert main(["report", str(run), "-o", str(out / "report.html")]) == 0
     return out / "report.html"
+
+
+def test_report_loads_no_model_and_no_torch(report):
+    """The report renders what the bench and the audit recorded: a fresh process never imports torch or Captum."""
+    import sys
+
+    run = report.parent / "run"
+    code = ("import sys; from cxrcurate.cli import main; rc = main(['report', sys.argv[1], '-o', sys.argv[2]]); "
+            "print(rc, 'torch' in sys.modules, 'captum' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(run), str(report.parent / "again.html")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert done.stdout.split()[-3:] == ["0", "False", "False"], done.stderr[-2000:]
 
 
 def test_report_is_one_self_contained_file(report):
     from PIL import Image
 
     page = report.read_text(encoding="utf-8")
-    for heading in ("Configuration", "Data", "Metrics", "Where the model looks", "Shortcut audit",
+    for heading in ("Summary", "Configuration", "Data", "Metrics", "Where the model looks", "Shortcut audit",
                     "Against the paper"):
         assert f"<h2>{heading}" in page, heading
+    assert page.index("<h2>Summary") < page.index("<h2>Configuration")  # the answer first
+    assert "What to believe:" in page and "images / units" in page
     sources = re.findall(r"<img[^>]*\ssrc='([^']*)'", page)
     assert len(sources) >= 4 and len(sources) == page.count("<img")  # ROC, confusion, one grid per class
     for src in sources:

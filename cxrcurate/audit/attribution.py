@@ -41,10 +41,10 @@ import torch
 from torch import nn
 
 from ..errors import CxrcurateError
+from .overlays import METHODS, TITLES
 
 log = logging.getLogger(__name__)
-METHODS = ("gradcam", "lime", "ig")
-TITLES = {"gradcam": "Grad-CAM", "lime": "LIME", "ig": "Integrated Gradients"}
+__all__ = ["METHODS", "TITLES", "AttributionOptions", "Attributor", "attribute_dataset", "lung_scores", "summarise"]
 
 
 @dataclass

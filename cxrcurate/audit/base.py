@@ -58,16 +58,6 @@ def worst(statuses: list[str]) -> str:
     return max(ran, key=SEVERITY.index) if ran else "not run"
 
 
-def units_of(rows: pd.DataFrame) -> np.ndarray:
-    """The bootstrap unit of each row: its ``splits.split_groups`` unit (patient, alias, dup group, identical
-    pixels or file), so an image with none of those is a unit of its own. Rows without ``image_id`` count alone."""
-    from ..splits import split_groups
-
-    if "image_id" not in rows.columns:
-        return np.arange(len(rows)).astype(str)
-    return split_groups(rows.reset_index(drop=True)).to_numpy(dtype=str)
-
-
 def unit_bootstrap(stat: Callable[[np.ndarray], float], units: np.ndarray, n_boot: int, seed: int,
                    ) -> tuple[list[float], int]:
     """Percentile 95% CI of ``stat(row_positions)`` over resamples of whole units (with replacement).

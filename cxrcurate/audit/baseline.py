@@ -16,7 +16,6 @@ the same distribution (seed + 1), not copied. A zero-shot rung is never trained:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -28,13 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def run_seed(run: Any, k: int) -> int:
-    """The seed run-K trained with (its ``metrics.json``; else the run's seed + K, as ``run_bench`` numbers them)."""
-    path = run.seed_dir(k) / "metrics.json"
-    if path.is_file():
-        seed = json.loads(path.read_text()).get("seed")
-        if seed is not None:
-            return int(seed)
-    return int(run.config["options"].get("seed", 0)) + k
+    """The seed run-K trained with (as its metrics record it; else the run's seed + K, as ``run_bench`` numbers
+    them)."""
+    seed = run.seed_metrics(k).get("seed")
+    return int(seed) if seed is not None else int(run.config["options"].get("seed", 0)) + k
 
 
 def initial_model(run: Any, k: int, device: Any) -> tuple[Any | None, str]:

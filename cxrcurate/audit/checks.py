@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CxrcurateError
-from .base import Check, unit_bootstrap, units_of, worst
+from .base import Check, unit_bootstrap, worst
 
 log = logging.getLogger(__name__)
 PROBE_LIFT_WARN, PROBE_LIFT_FAIL = 0.05, 0.15
@@ -38,9 +38,10 @@ THRESHOLDS = {
                     f"lift >= {PROBE_LIFT_FAIL} and the CI lies above 0, warn when the lift >= {PROBE_LIFT_WARN} and "
                     "the CI lies above 0, pass otherwise (worst label counts); inconclusive without an initial "
                     "network",
-    "leave_one_source_out": f"gap = in-distribution test AUC - AUC on the held-out source (accuracy for both when "
-                            f"the held-out source has one class); pass <= {GAP_WARN}, warn <= {GAP_FAIL}, fail "
-                            "above (worst source counts)",
+    "leave_one_source_out": f"gap = in-distribution test AUC - AUC on the held-out source, one metric for every "
+                            "source (accuracy for all of them when any held-out source has one class, so its AUC "
+                            f"is undefined); pass <= {GAP_WARN}, warn <= {GAP_FAIL}, fail above (worst source "
+                            "counts)",
     "demographics": f"per class, pediatric share (of rows whose status is known) of its positives vs its "
                     f"negatives: fail when one side is > {PEDIATRIC_MOSTLY:.0%} children and the other is not; warn "
                     f"when the shares differ by > {PEDIATRIC_GAP:.0%} points or > {UNKNOWN_MOST:.0%} of a "
@@ -98,7 +99,7 @@ def probe_status(lift: float, ci: list[float]) -> str:
 def _probe_label(run: Any, nets: dict[str, Any], g: pd.DataFrame, options: Any, device: Any) -> dict[str, Any]:
     """One label's probe: AUROC from each network's features and the lift of the trained over the initial one."""
     codes, y = np.unique(g["source"].to_numpy(), return_inverse=True)
-    units = units_of(g)
+    units = g["unit"].astype(str).to_numpy()  # the bench's units
     proba = {k: _probe_proba(_features(run, m, g, options.batch_size, options.workers, device), y, units,
                              options.seed) for k, m in nets.items()}
     out: dict[str, Any] = {"auroc": _auroc(y, proba["trained"], len(codes)), "units": int(len(set(units)))}
@@ -131,7 +132,7 @@ def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device
         usable = counts[counts >= MIN_PER_SOURCE]
         per_label[str(label)] = {"sources": counts.to_dict(), "auroc": None}
         g = g[g["source"].isin(usable.index)].reset_index(drop=True)
-        if len(usable) < 2 or len(set(units_of(g))) < 2:
+        if len(usable) < 2 or g["unit"].nunique() < 2:
             continue
         per_label[str(label)].update(_probe_label(run, nets, g, options, device))
     scored = {k: v for k, v in per_label.items() if v["auroc"] is not None}
@@ -155,27 +156,31 @@ def _heldout_score(run: Any, loso_dir: Path, source: str) -> dict[str, Any]:
     """AUC and accuracy of the LOSO model (``loso_dir``, trained with ``holdout_source``) on the held-out source's
     test rows, beside the audited run's own in-distribution figures."""
     from ..bench.metrics import score
+    from ..bench.record import RunRecord
 
-    pred = pd.read_parquet(loso_dir / "run-0" / "predictions.parquet")
+    pred = RunRecord.open(loso_dir).predictions(0)
     held = pred[pred["source"] == source]
     if held.empty:
         raise CxrcurateError(f"the retrain without {source} has no {source} row in its test side")
     y = held["target"].to_numpy(int)
     res = score(y, held[[f"p_{c}" for c in run.classes]].to_numpy(), run.classes, n_boot=0,
-                pred=held["pred"].to_numpy(int) if "pred" in held.columns else None)
+                pred=held["pred"].to_numpy(int))
     inside = run.metrics["runs"][0]
     return {"n": int(len(held)), "pulled_into_test": int(len(pred) - len(held)),
             "classes_present": sorted(set(map(int, y))), "auc": res["roc_auc"], "accuracy": res["accuracy"],
             "in_distribution_auc": inside["roc_auc"], "in_distribution_accuracy": inside["accuracy"]}
 
 
-def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
-    """The ``leave_one_source_out`` check: one retrained model per held-out source (under ``RUN/audit-loso/``).
+def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any, progress: bool = False) -> Check:
+    """The ``leave_one_source_out`` check: one retrained model per held-out source (``RunRecord.loso_dir``).
 
     Each retrain runs the bench's own path on the FULL manifest with ``holdout_source``: every unit (patient,
     duplicate group, linked picture) holding a row of the source is test, so no copy or patient of the held-out
-    collection is trained on, even when it reaches the task only through a row the task leaves out.
+    collection is trained on, even when it reaches the task only through a row the task leaves out. Every source
+    is compared on ONE metric: AUC when it is defined for all of them, else accuracy for all.
     """
+    from tqdm.auto import tqdm
+
     from ..bench.run import BenchOptions, run_bench
     from ..bench.train import TrainConfig
 
@@ -189,10 +194,12 @@ def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
         return Check(name, "not run", "zero-shot model: nothing is trained", {}, limits)
     raw = dict(run.config["options"])
     opts = {**raw, "train": TrainConfig(**raw["train"]), "negatives": tuple(raw["negatives"]), "runs": 1,
-            "resume": False, "n_boot": 0, "data_root": str(run.root), "split_policy": "group"}
+            "resume": False, "n_boot": 0, "data_root": str(run.root), "split_policy": "group", "overwrite": True}
     results: dict[str, Any] = {}
-    for src in options.loso_sources or sources:
-        out = run.path / "audit-loso" / str(src)
+    held = list(options.loso_sources or sources)
+    for i, src in enumerate(tqdm(held, desc="leave-one-source-out retrains", disable=not progress, leave=False)):
+        log.info("leave-one-source-out %d/%d: retraining without %s", i + 1, len(held), src)
+        out = run.loso_dir(str(src))
         try:
             run_bench(run.manifest_path, out, BenchOptions(**{**opts, "holdout_source": str(src)}), progress=False)
             results[str(src)] = _heldout_score(run, out, str(src))
@@ -200,22 +207,23 @@ def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any) -> Check:
             results[str(src)] = {"error": f"{type(exc).__name__}: {exc}"}
             log.warning("leave-one-source-out without %s not run: %s", src, exc,
                         exc_info=not isinstance(exc, CxrcurateError))
-    gaps, statuses = {}, []
-    for src, r in results.items():
-        if "error" in r:
-            continue
-        both = np.isfinite(r["auc"]) and np.isfinite(r["in_distribution_auc"])
-        r["gap_metric"] = "auc" if both else "accuracy"
-        r["gap"] = (r["in_distribution_auc"] - r["auc"]) if both else (r["in_distribution_accuracy"] - r["accuracy"])
-        gaps[src] = r["gap"]
-        statuses.append("pass" if r["gap"] <= GAP_WARN else "warn" if r["gap"] <= GAP_FAIL else "fail")
-    if not gaps:
+    scored = {s: r for s, r in results.items() if "error" not in r}
+    if not scored:
         why = "; ".join(f"{s}: {r['error'][:160]}" for s, r in results.items())
         return Check(name, "not run", f"no source could be left out ({why})", {"sources": results}, limits)
-    text = ", ".join(f"{s} {g:+.3f} ({results[s]['gap_metric']})" for s, g in gaps.items())
+    by_auc = all(np.isfinite(r["auc"]) and np.isfinite(r["in_distribution_auc"]) for r in scored.values())
+    metric = "auc" if by_auc else "accuracy"
+    statuses = []
+    for r in scored.values():
+        r["gap_metric"] = metric
+        r["gap"] = r[f"in_distribution_{metric}"] - r[metric]
+        statuses.append("pass" if r["gap"] <= GAP_WARN else "warn" if r["gap"] <= GAP_FAIL else "fail")
+    text = ", ".join(f"{s} {r['gap']:+.3f}" for s, r in scored.items())
+    why = "" if by_auc else " (AUC is undefined for a held-out source with one class)"
     failed = [s for s, r in results.items() if "error" in r]
     text += f"; not run without {', '.join(failed)} (see numbers)" if failed else ""
-    return Check(name, worst(statuses), f"gap when the source is unseen: {text}", {"sources": results}, limits)
+    return Check(name, worst(statuses), f"{metric} gap when the source is unseen{why}: {text}",
+                 {"sources": results, "metric": metric}, limits)
 
 
 def _pediatric_share(rows: pd.DataFrame) -> tuple[float, int, int]:

@@ -4,7 +4,8 @@ Each test ends ``pass``, ``warn``, ``fail``, ``inconclusive`` or ``not run`` and
 (``THRESHOLDS`` says where the lines are drawn, and ``audit.json`` repeats it); the verdict is the most severe
 (``base.SEVERITY``: pass < inconclusive < warn < fail). The audit looks at one seed (``run-K``, default 0) of a
 finished run; only leave-one-source-out trains anything. Every CI is a percentile bootstrap over units (patient,
-dup group, identical picture; an image with none of those is its own unit), see ``base.unit_bootstrap``.
+dup group, identical picture; an image with none of those is its own unit): the units the bench recorded in its
+split, read, never recomputed (see ``base.unit_bootstrap``).
 
 - ``lungs_masked``: the test set scored with the lungs blacked out (lung mask, or its bounding box with
   ``region="box"``). A model that reads the lungs falls to chance; one that still separates the classes, or ranks
@@ -15,8 +16,9 @@ dup group, identical picture; an image with none of those is its own unit), see 
   compared image by image with the same maps of the *initial* network (``baseline``): attribution maps favour
   bright structures outside the lungs whatever a network learnt, so only a fall below the untrained network's
   share says that training moved the model's attention out of the lungs.
-- A model at chance on the test set (its test AUC's CI includes 0.5) has learnt nothing to look for:
-  ``attribution_in_lungs`` and ``lungs_only`` are then ``inconclusive`` (their numbers are kept).
+- A run with no evidence (the bench's record: at chance, an undefined or degenerate CI, one predicted class, too
+  few test units per class) has learnt nothing to look for: every check that reads the model is then
+  ``inconclusive`` and the verdict says "the model learned nothing; no shortcut verdict" (``verdict``).
 - ``source_probe``, ``leave_one_source_out``, ``demographics``, ``leakage``: see ``audit_checks``.
 
 Blacking out happens in the model's input space, after rendering (the value a black pixel has after ImageNet
@@ -26,7 +28,6 @@ black there.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -36,9 +37,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..dedup import read_pairs
 from .attribution import AttributionOptions
-from .base import AuditOptions, Check, to_json, unit_bootstrap, units_of, worst
+from .base import AuditOptions, Check, to_json, unit_bootstrap
+from .overlays import overlay_rows, report_cases
+from .runinputs import full_manifest, pairs_of, reload_difference, sample_rows
+from .verdict import audit_table, gate, verdict
+
+__all__ = ["audit_table", "run_audit"]
 
 log = logging.getLogger(__name__)
 MASKED_FAR = 0.15
@@ -121,17 +126,14 @@ def at_chance_status(status: str, chance: bool) -> str:
     return "inconclusive" if chance and status != "not run" else status
 
 
-def test_performance(run: Any, k: int, frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
-    """The run's own test AUC (``predictions.parquet``) with a bootstrap 95% CI by unit, and whether it is at chance."""
-    pred = run.predictions(k)
-    cols = [f"p_{c}" for c in run.classes]
-    test = frame[frame["split"] == "test"].set_index("image_id")
-    pred = pred[pred["image_id"].isin(test.index)].reset_index(drop=True)
-    units = units_of(test.loc[pred["image_id"]].reset_index())
-    scores = np.log(np.clip(pred[cols].to_numpy(float), 1e-12, None))
-    value, ci = auc_ci(pred["target"].to_numpy(), scores, run.classes, n_boot, seed, units)
-    return {"auc": value, "auc_ci95": ci, "n": int(len(pred)), "units": int(len(set(units))),
-            "at_chance": includes_chance(ci), "bootstrap": "by unit (patient, dup group, identical image)"}
+def test_performance(run: Any, k: int) -> dict[str, Any]:
+    """The bench's own test figures of seed K (read, not recomputed): AUC, its CI by unit, units, evidence."""
+    m = run.seed_metrics(k)
+    ev = m.get("evidence") or {"kind": "insufficient", "reasons": ["the run recorded no evidence"],
+                               "test_units_per_class": {}}
+    return {"auc": m.get("roc_auc"), "auc_ci95": m.get("ci95", {}).get("roc_auc"), "n": m.get("n"),
+            "units": m.get("n_units"), "at_chance": ev["kind"] != "ok", "evidence": ev,
+            "bootstrap": "by unit: the bench's units (patient, dup group, linked picture)"}
 
 
 def _box(mask: np.ndarray) -> np.ndarray:
@@ -272,21 +274,14 @@ def attribution_check(summary: dict[str, Any], info: dict[str, Any], n_no_mask: 
                   "status_if_not_at_chance": found}, limits)
 
 
-def _sample(rows: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """At most ``n`` rows, stratified by target (the same ones every time for a seed)."""
-    if n is None or len(rows) <= n:
-        return rows
-    frac = n / len(rows)
-    parts = [g.sample(max(1, round(len(g) * frac)), random_state=seed) for _, g in rows.groupby("target")]
-    return pd.concat(parts).sort_values("image_id").head(n)
-
-
-def run_audit(run_path: str | Path, options: AuditOptions | None = None) -> dict[str, Any]:
-    """Audit one seed of a bench run; write ``RUN/audit.json`` and ``RUN/run-K/attributions.parquet``.
+def run_audit(run_path: str | Path, options: AuditOptions | None = None, progress: bool = True) -> dict[str, Any]:
+    """Audit one seed of a bench run; record ``audit.json``, the seed's attributions and the report's overlays.
 
     Raises:
         CxrcurateError: not a run folder, its weights or manifest cannot be found, or bad options.
     """
+    from tqdm.auto import tqdm
+
     from ..bench.runio import RunFolder
     from ..bench.train import device_for
     from . import checks as more
@@ -298,100 +293,95 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None) -> dict
     started = time.time()
     run = RunFolder.open(run_path, options.manifest, options.data_root)
     k = options.run_index
+    steps = ["lung masks", "lungs masked / lungs only", "attributions", "source probe", "leave one source out",
+             "demographics and leakage"]
+    bar = tqdm(total=len(steps), desc="audit", disable=not progress, unit="check")
+
+    def step(i: int) -> None:
+        bar.set_description(f"audit [{i + 1}/{len(steps)}] {steps[i]}")
+        if i:
+            bar.update(1)
+
     device = device_for(0)
     frame = run.frame(k)
     test = frame[frame["split"] == "test"].reset_index(drop=True)
+    units = dict(zip(frame["image_id"], frame["unit"].astype(str), strict=True))  # the bench's units, as recorded
+    performance = test_performance(run, k)
+    ev = performance["evidence"]
+    chance = ev["kind"] != "ok"
+    step(0)
     provider = LungMasks(run.root, options.lung_source, options.lung_weights, options.fallback_box, str(device))
     masks, kinds = input_masks(provider, test, run.render_config())
     no_mask = sum(m is None for m in masks.values())
     model = run.load_model(k, device)
     initial, baseline = initial_model(run, k, device)
     black = run.black(device)
-    units = dict(zip(frame["image_id"], units_of(frame), strict=True))
-    performance = test_performance(run, k, frame, options.n_boot, options.seed)
-    chance = performance["at_chance"]
+    step(1)
     preds = region_predictions(model, run.dataset(test), masks, black, device, options.batch_size, options.region)
     checks = region_checks(preds, run.classes, no_mask, options.n_boot, options.seed, options.region, units, chance)
-    reload_diff = _reload_difference(run, k, preds)
-    chosen = _sample(test, options.attribution_images, options.seed)
+    reload_diff = reload_difference(run, k, preds)
+    step(2)
+    cases = report_cases(run.predictions(k), run.classes)
+    chosen = sample_rows(test, options.attribution_images, options.seed)
+    chosen = pd.concat([chosen, test[test["image_id"].isin(cases["image_id"]) & ~test["image_id"].isin(
+        chosen["image_id"])]], ignore_index=True)
     attr_opts = AttributionOptions(**{**asdict(options.attribution), "batch_size": options.batch_size})
-    pred, maps, info = attribute_dataset(model, run.dataset(chosen), black, attr_opts, device)
+    chosen_ds = run.dataset(chosen)
+    pred, maps, info = attribute_dataset(model, chosen_ds, black, attr_opts, device)
     scores = lung_scores(maps, masks, kinds).merge(pred, on="image_id").merge(
         chosen[["image_id", "source", "label"]], on="image_id")
     lifts = None
     if initial is not None:
-        _, maps0, _ = attribute_dataset(initial, run.dataset(chosen), black, attr_opts, device)
+        _, maps0, _ = attribute_dataset(initial, chosen_ds, black, attr_opts, device)
         scores0 = lung_scores(maps0, masks, kinds)
         lifts = attribution_lifts(scores, scores0, units, options.n_boot, options.seed)
         scores = scores.merge(scores0[["image_id", "method", "lung_share", "pointing_hit"]]
                               .rename(columns={"lung_share": "lung_share_initial",
                                                "pointing_hit": "pointing_hit_initial"}), on=["image_id", "method"])
-    scores.to_parquet(run.seed_dir(k) / "attributions.parquet", index=False)
+    run.write_attributions(k, scores)
+    position = {image_id: i for i, image_id in enumerate(chosen["image_id"])}
+    inp = run.config["input"]
+    images = {i: np.clip(chosen_ds[position[i]][0][0].numpy() * inp["std"][0] + inp["mean"][0], 0, 1)
+              for i in cases["image_id"]}
+    run.write_overlays(k, pd.DataFrame(overlay_rows(cases, images, maps, masks, attr_opts.methods)))
     n_none = int(scores.loc[scores["method"] == attr_opts.methods[0], "mask_kind"].eq("none").sum())
     checks.append(attribution_check(summarise(scores, run.classes), info, n_none, lifts, baseline, chance))
-    checks.append(more.source_probe(run, model, frame, options, device, initial, baseline) if options.probe else
-                  Check("source_probe", "not run", "switched off (--no-probe)", {}, more.THRESHOLDS["source_probe"]))
-    checks.append(more.leave_one_source_out(run, frame, options))
+    step(3)
+    if not options.probe:
+        checks.append(Check("source_probe", "not run", "switched off (--no-probe)", {},
+                            more.THRESHOLDS["source_probe"]))
+    elif chance:
+        checks.append(Check("source_probe", "inconclusive", "not computed: the audited model shows no evidence of "
+                            "learning, so what its features carry says nothing about what it uses", {},
+                            more.THRESHOLDS["source_probe"]))
+    else:
+        checks.append(more.source_probe(run, model, frame, options, device, initial, baseline))
+    step(4)
+    if chance and options.loso:
+        checks.append(Check("leave_one_source_out", "inconclusive", "not retrained: the audited model shows no "
+                            "evidence of learning, so no gap to a held-out source can be read", {},
+                            more.THRESHOLDS["leave_one_source_out"]))
+    else:
+        checks.append(more.leave_one_source_out(run, frame, options, progress))
+    step(5)
     checks.append(more.demographics(frame, run.classes))
-    checks.append(more.leakage(frame, run.metrics.get("split_policy"), _full_manifest(run), _pairs(run)))
-    result = {"run": str(run.path), "model": run.spec.name, "run_index": k, "classes": list(run.classes),
-              "verdict": worst([c.status for c in checks]), "checks": [asdict(c) for c in checks],
+    checks.append(more.leakage(frame, run.metrics.get("split_policy"), full_manifest(run), pairs_of(run)))
+    bar.update(1)
+    bar.close()
+    checks = [gate(c, ev) for c in checks]
+    status, words = verdict(checks, ev)
+    result = {"run": str(run.path), "audited_run_id": run.run_id, "model": run.spec.name, "run_index": k,
+              "classes": list(run.classes), "verdict": status, "verdict_text": words,
+              "checks": [asdict(c) for c in checks],
               "lung_masks": {"test_images": len(test), "by_kind": pd.Series(kinds).value_counts().to_dict(),
                              "no_mask": no_mask, "source": options.lung_source, "fallback_box": options.fallback_box},
               "test_performance": performance, "initial_network": baseline, "reload_max_abs_diff": reload_diff,
-              "options": asdict(options), "device": str(device),
-              "seconds": round(time.time() - started, 1)}
+              "overlays": {"cases": int(len(cases)), "methods": list(attr_opts.methods)},
+              "options": asdict(options), "device": str(device), "seconds": round(time.time() - started, 1)}
     if reload_diff > 1e-3:
         log.warning("rebuilt model differs from the run's predictions by up to %.4f", reload_diff)
-    (run.path / "audit.json").write_text(json.dumps(to_json(result), indent=2, allow_nan=False))
+    run.write_audit(to_json(result))
+    result["run_id"] = run.run_id
     return result
 
 
-def _full_manifest(run: Any) -> pd.DataFrame | None:
-    """The manifest the run was made from (all rows: those the run dropped still link units), or None if unreadable."""
-    try:
-        return run.manifest
-    except (OSError, ValueError) as exc:
-        log.warning("leakage checked on the run's rows only: its manifest %s cannot be read (%s)",
-                    run.manifest_path, exc)
-        return None
-
-
-def _pairs(run: Any) -> pd.DataFrame | None:
-    """Dedup's pairs table beside the run's manifest (``dedup.read_pairs``: the one location rule), if any."""
-    return read_pairs(run.manifest_path)
-
-
-def _reload_difference(run: Any, k: int, preds: pd.DataFrame) -> float:
-    """Largest difference between the rebuilt model's probabilities and the run's own (a check of the rebuild)."""
-    if not len(preds):
-        return float("nan")
-    written = run.predictions(k).set_index("image_id")
-    cols = [f"p_{c}" for c in run.classes]
-    ids = [i for i in preds["image_id"] if i in written.index]
-    if not ids:
-        return float("nan")
-    ours = np.exp(np.stack(preds.set_index("image_id").loc[ids, "full"].to_list()))
-    return float(np.abs(ours - written.loc[ids, cols].to_numpy()).max())
-
-
-def audit_table(result: dict[str, Any]) -> str:
-    """The audit as a plain-text table: one line per check, then the verdict."""
-    width = max(len(c["name"]) for c in result["checks"])
-    lines = [f"audit of {result['run']} (model {result['model']}, run-{result['run_index']})", ""]
-    for c in result["checks"]:
-        lines.append(f"  {c['name']:<{width}}  {c['status'].upper():<12}  {c['summary']}")
-    masks = result["lung_masks"]
-    kinds = ", ".join(f"{k} {v}" for k, v in masks["by_kind"].items())
-    perf = result.get("test_performance") or {}
-    lines += ["", f"lung masks of the {masks['test_images']} test images: {kinds}"]
-    if perf:
-        lo, hi = (v if v is not None else float("nan") for v in perf["auc_ci95"])
-        value = perf["auc"] if perf["auc"] is not None else float("nan")
-        lines.append(f"test AUC {value:.3f} [{lo:.3f}, {hi:.3f}] (bootstrap by unit, {perf['units']} units)"
-                     + ("; AT CHANCE: attribution checks are inconclusive" if perf["at_chance"] else ""))
-    if result.get("initial_network"):
-        lines.append(f"baselines from the initial network: {result['initial_network']}")
-    lines.append(f"verdict: {result['verdict'].upper()}  (thresholds: audit.json, each check's 'thresholds'; "
-                 "INCONCLUSIVE: nothing found, but some evidence could not decide)")
-    return "\n".join(lines)

@@ -40,6 +40,27 @@ class TaskData:
         return self.frame[self.frame["split"] == split].reset_index(drop=True)
 
 
+MIN_UNITS = {"train": 2, "val": 1, "test": 1}  # units of each class a side needs before anything is trained
+
+
+def _enough(rows: pd.DataFrame, classes: Sequence[str], where: str, least: int, by: str | None = None) -> None:
+    """Refuse (before training) a task where a class has fewer than ``least`` images (or units, ``by="unit"``) in
+    ``rows``, naming the class and every class's count.
+
+    Raises:
+        CxrcurateError: a class is short.
+    """
+    what = "units" if by else "images"
+    counts = {c: int(rows.loc[rows["target"] == i, by].nunique() if by else (rows["target"] == i).sum())
+              for i, c in enumerate(classes)}
+    short = [c for c, n in counts.items() if n < least]
+    if short:
+        listed = ", ".join(f"{c} {n}" for c, n in counts.items())
+        raise CxrcurateError(f"too few {what} of class {', '.join(short)} in {where} ({listed}; at least {least} "
+                             f"each needed); add sources with those labels, change --negatives, or raise "
+                             "--max-images / the --test and --val fractions")
+
+
 def task_targets(df: pd.DataFrame, classes: Sequence[str], negatives: Sequence[str]) -> pd.Series:
     """Class index per row (NaN for rows outside the task). Two classes: ``negatives`` -> 0, covid19 -> 1."""
     if len(classes) == 2:
@@ -84,14 +105,12 @@ def prepare(df: pd.DataFrame, classes: Sequence[str], split_policy: str = "group
     rows["target"] = task_targets(rows, classes, negatives)
     rows = rows[rows["target"].notna()].copy()
     rows["target"] = rows["target"].astype(int)
+    _enough(rows, classes, "the task's rows", 3)
     if max_images and len(rows) > max_images:
         rows, _ = train_test_split(rows, train_size=max_images, stratify=rows["target"], random_state=seed)
         rows = rows.sort_index()
         notes.append(f"capped at {max_images} images (stratified sample, seed {seed})")
-    counts = rows["target"].value_counts()
-    if len(counts) < len(classes) or counts.min() < 3:
-        raise CxrcurateError(f"too few images for the task {list(classes)}: {counts.to_dict()} (class index -> rows)"
-                             "; add sources with those labels or change --negatives")
+    _enough(rows, classes, f"the {max_images} images --max-images keeps" if max_images else "the task's rows", 3)
     if split_policy == "manifest":
         if rows["split"].isna().any():
             raise CxrcurateError("the manifest has no split for some rows; run `cxrcurate split` or use "
@@ -111,6 +130,9 @@ def prepare(df: pd.DataFrame, classes: Sequence[str], split_policy: str = "group
         split[tr], split[va], split[test_idx] = "train", "val", "test"
         rows["split"] = split
     rows["unit"] = units.loc[rows.index].to_numpy()
+    for side, least in MIN_UNITS.items():  # a held-out source's test side may hold one class (LOSO scores accuracy)
+        if split_policy != "per-image" and not (side == "test" and holdout_source is not None):
+            _enough(rows[rows["split"] == side], classes, f"the {side} side", least, by="unit")
     crossing = rows.groupby("unit")["split"].nunique()
     crossing = crossing[crossing > 1]
     if split_policy != "per-image":

@@ -125,3 +125,52 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     "min": float(ok.min()) if len(ok) else float("nan"),
                     "max": float(ok.max()) if len(ok) else float("nan"), "runs": len(values), "defined": len(ok)}
     return out
+
+
+MIN_TEST_UNITS = 5  # test units per class below which no figure is evidence (a CI over 4 units is a guess)
+
+
+def evidence(metrics: dict[str, Any], pred: Sequence[int], y_true: Sequence[int], units: Sequence[Any],
+             classes: Sequence[str]) -> dict[str, Any]:
+    """Whether a test result can carry any finding, and why not.
+
+    No evidence when: the ROC AUC or its CI is undefined; the CI does not lie above 0.5 (this covers a degenerate,
+    zero-width CI at or below chance such as [0, 0]); the model predicted one class for every test image; or a
+    class has fewer than ``MIN_TEST_UNITS`` test units. ``kind`` is ``at_chance`` when the model's output shows it
+    learned nothing, ``insufficient`` when the test set is too small to tell, ``ok`` otherwise.
+    """
+    y, pred = np.asarray(y_true, dtype=int), np.asarray(pred, dtype=int)
+    units = np.asarray([str(u) for u in units], dtype=object)
+    auc, ci = metrics.get("roc_auc", float("nan")), list(metrics.get("ci95", {}).get("roc_auc") or [np.nan, np.nan])
+    chance, short = [], []
+    defined = auc is not None and np.isfinite(auc) and all(c is not None and np.isfinite(c) for c in ci)
+    if not defined:
+        short.append("the test ROC AUC or its 95% CI is undefined (a resample or the test set lacks a class)")
+    elif ci[0] <= 0.5:
+        degenerate = " (a degenerate, zero-width CI)" if ci[1] - ci[0] < 1e-9 else ""
+        chance.append(f"the test ROC AUC {auc:.3f} has a 95% CI [{ci[0]:.3f}, {ci[1]:.3f}]{degenerate} that does "
+                      "not lie above chance (0.5)")
+    if len(pred) and len(np.unique(pred)) == 1:
+        chance.append(f"the model predicted {classes[int(pred[0])]} for every test image")
+    per_class = {c: int(len(set(units[y == i]))) for i, c in enumerate(classes)}
+    few = {c: n for c, n in per_class.items() if n < MIN_TEST_UNITS}
+    if few:
+        short.append("too few test units: " + ", ".join(f"{c} {n}" for c, n in few.items())
+                     + f" (at least {MIN_TEST_UNITS} per class are needed)")
+    kind = "at_chance" if chance else "insufficient" if short else "ok"
+    return {"kind": kind, "reasons": chance + short, "test_units_per_class": per_class,
+            "min_test_units_per_class": MIN_TEST_UNITS}
+
+
+def no_evidence(run: dict[str, Any]) -> bool:
+    """True when a seed's figures carry no evidence (``evidence``); runs recorded without it count as evidence."""
+    return run.get("evidence", {}).get("kind", "ok") != "ok"
+
+
+def evidence_words(ev: dict[str, Any] | None) -> str:
+    """One sentence for a banner: what the evidence allows one to believe."""
+    if not ev or ev.get("kind", "ok") == "ok":
+        return ""
+    head = ("The model learned nothing: " if ev["kind"] == "at_chance" else
+            "The evidence is insufficient: ")
+    return head + "; ".join(ev["reasons"]) + "."

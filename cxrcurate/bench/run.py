@@ -14,14 +14,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import CxrcurateError
+from ..errors import UsageError
 from ..models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, get_spec
-from .data import LEAKY, TaskData, prepare
-from .metrics import aggregate, score
+from .compare import summary_markdown
+from .data import TaskData, prepare
+from .metrics import aggregate, evidence, score
+from .record import RunRecord, default_out, identity, settle
 from .train import TrainConfig
 
 log = logging.getLogger(__name__)
+# what --quick fills in, for each option the user did not set
 QUICK = {"size": 64, "max_images": 160, "epochs": 2, "batch_size": 8, "workers": 0, "n_boot": 200}
+SIZE_RANGE = (32, 1024)  # input side in pixels the ladder's networks accept (the base CNN needs >= 32)
 
 
 @dataclass
@@ -48,18 +52,45 @@ class BenchOptions:
     cache: str | None = None
     data_root: str | None = None
     holdout_source: str | None = None
+    overwrite: bool = False
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def apply_quick(self) -> None:
+    def apply_quick(self, given: set[str] | frozenset[str] = frozenset()) -> None:
         """Small images, few images, two epochs, random init (unless weights or an explicit ``init`` are given):
-        minutes on a CPU."""
+        minutes on a CPU. Only options not in ``given`` (those the user set) are filled."""
         self.quick = True
-        self.size = self.size or QUICK["size"]
-        self.max_images = self.max_images or QUICK["max_images"]
-        self.n_boot = QUICK["n_boot"]
-        self.train.epochs, self.train.batch_size, self.train.workers = QUICK["epochs"], QUICK["batch_size"], 0
+        for key in ("size", "max_images", "n_boot"):
+            if key not in given:
+                setattr(self, key, QUICK[key])
+        for key in ("epochs", "batch_size", "workers"):
+            if key not in given:
+                setattr(self.train, key, QUICK[key])
         if not self.weights and self.init is None and get_spec(self.model).init != "random":
             self.init = "random"
+
+    def validate(self) -> None:
+        """Refuse options that would train nothing or crash later, naming the option and its range.
+
+        Raises:
+            UsageError: epochs, runs or batch size below 1; size outside ``SIZE_RANGE``; lr not > 0 nor ``auto``;
+                test/val fractions that leave no training rows; a negative bootstrap count or max images.
+        """
+        t = self.train
+        for name, value in (("--epochs", t.epochs), ("--runs", self.runs), ("--batch-size", t.batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} {value}: must be a whole number >= 1")
+        if self.size is not None and not SIZE_RANGE[0] <= self.size <= SIZE_RANGE[1]:
+            raise UsageError(f"--size {self.size}: must be between {SIZE_RANGE[0]} and {SIZE_RANGE[1]} pixels")
+        if t.lr != "auto" and not (isinstance(t.lr, int | float) and t.lr > 0):
+            raise UsageError(f"--lr {t.lr}: must be a number > 0, or auto (LR range test)")
+        if not (0 < self.test < 1 and 0 < self.val < 1 and self.test + self.val < 1):
+            raise UsageError(f"--test {self.test} / --val {self.val}: each must be in (0, 1) and together below 1")
+        if self.max_images is not None and self.max_images < 1:
+            raise UsageError(f"--max-images {self.max_images}: must be >= 1 (or left out: every image)")
+        if self.n_boot < 0:
+            raise UsageError(f"bootstrap resamples {self.n_boot}: must be >= 0")
+        if t.workers < 0:
+            raise UsageError(f"--workers {t.workers}: must be >= 0")
 
 
 def preprocess_config(spec: ModelSpec, size: int):
@@ -123,49 +154,59 @@ def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOption
     return model, history
 
 
-def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, seed: int, out: Path, device,
-             progress: bool, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
+def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, seed: int, rec: RunRecord, k: int,
+             device, progress: bool, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
     from ..models.ladder import save_weights
     from .train import predict, seed_everything
 
     seed_everything(seed)
-    out.mkdir(parents=True, exist_ok=True)
     task = prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, seed, opts.max_images,
                    holdout_source=opts.holdout_source, pairs=pairs)
     cfg = opts.train
     decided = None
     if spec.hierarchical:
-        proba, decided, ids, history, val = _hierarchical(df, task, root, spec, opts, seed, out, device, progress)
+        proba, decided, ids, history, val = _hierarchical(df, task, root, spec, opts, seed, rec, k, device, progress)
     else:
-        model, history = _train_binary(spec, task, root, opts, out, device, progress)
+        model, history = _train_binary(spec, task, root, opts, rec.train_dir(k), device, progress)
         _, val_ds, test_ds = datasets_for(task, root, spec, opts)
         proba, ids = predict(model, test_ds, cfg, device)
         val = (*predict(model, val_ds, cfg, device), None) if not spec.zero_shot else None
         if is_main():
-            save_weights(model, out / "weights.safetensors", {"model": spec.name, "classes": json.dumps(task.classes)})
+            settle(save_weights(model, rec.weights_path(k), {"model": spec.name,
+                                                             "classes": json.dumps(task.classes)}))
     test = task.part("test").set_index("image_id").loc[ids].reset_index()
     if not is_main():
         return score(test["target"].to_numpy(), proba, task.classes, n_boot=0, seed=seed, pred=decided)
     metrics = score(test["target"].to_numpy(), proba, task.classes, n_boot=opts.n_boot, seed=seed,
                     groups=test["unit"].to_numpy(), pred=decided)
+    predicted = proba.argmax(axis=1) if decided is None else decided
+    metrics["evidence"] = evidence(metrics, predicted, test["target"].to_numpy(), test["unit"].to_numpy(),
+                                   task.classes)
+    if metrics["evidence"]["kind"] != "ok":
+        log.warning("seed %d: no evidence: %s", seed, "; ".join(metrics["evidence"]["reasons"]))
     metrics.update(_learned(val, task, seed))
     metrics.update({"seed": seed, "split_policy": task.split_policy, "notes": task.notes,
-                    "rows": task.frame["split"].value_counts().to_dict(),
-                    "class_counts": {s: task.part(s)["target"].value_counts().sort_index().tolist()
-                                     for s in ("train", "val", "test")}})
+                    "rows": task.frame["split"].value_counts().to_dict(), "data": task_counts(task)})
     pred = pd.DataFrame({"image_id": ids, "split": "test", "target": test["target"], "label": test["label"],
                          "source": test["source"], "pediatric": test["pediatric"], "seed": seed})
     for i, c in enumerate(task.classes):
         pred[f"p_{c}"] = proba[:, i]
-    pred["pred"] = proba.argmax(axis=1) if decided is None else decided
+    pred["pred"] = predicted
     if decided is not None:  # the cascade: stage 1 decides normal, stage 2 the rest
         pred["decided_by"] = np.where(decided == task.classes.index("normal"), 1, 2)
-    pred.to_parquet(out / "predictions.parquet", index=False)
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
-    task.frame[["image_id", "source", "label", "target", "split", "patient_id", "dup_group", "unit"]].to_parquet(
-        out / "split.parquet", index=False)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    rec.write_seed(k, task.frame, pred, history, metrics)
     return metrics
+
+
+def task_counts(task: TaskData) -> dict[str, dict[str, dict[str, int]]]:
+    """Images and units per class on each side: ``{side: {class: {"images": n, "units": m}}}``."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for side in ("train", "val", "test"):
+        part = task.part(side)
+        out[side] = {c: {"images": int((part["target"] == i).sum()),
+                         "units": int(part.loc[part["target"] == i, "unit"].nunique())}
+                     for i, c in enumerate(task.classes)}
+    return out
 
 
 def _learned(val: tuple | None, task: TaskData, seed: int) -> dict[str, Any]:
@@ -185,29 +226,37 @@ def _learned(val: tuple | None, task: TaskData, seed: int) -> dict[str, Any]:
     return {"val_roc_auc": res["roc_auc"], "val_ci95_roc_auc": ci, "never_left_chance": chance}
 
 
+def cascade_parts(p1: Any, p2: Any) -> tuple[Any, Any, Any]:
+    """The cascade's soft products (normal, pneumonia, COVID-19) from stage 1's p(pneumonia) and stage 2's
+    p(COVID-19): ``1-p1, p1(1-p2), p1 p2``. Plain arithmetic, so numpy arrays and torch tensors alike (the audit's
+    ``HierarchicalScores`` computes its differentiable scores with this same function)."""
+    return 1 - p1, p1 * (1 - p2), p1 * p2
+
+
+def cascade_decision(p1: np.ndarray, p2: np.ndarray, order: tuple[int, int, int], threshold: float = 0.5
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's hard cascade: stage 1 says normal (p(pneumonia) < ``threshold``) or pneumonia; only then stage 2
+    says COVID-19 (p >= ``threshold``) or other pneumonia. Returns ``(class index, deciding stage 1|2)``."""
+    normal, pneu, covid = order
+    p1, p2 = np.asarray(p1), np.asarray(p2)
+    pred = np.where(p1 < threshold, normal, np.where(p2 >= threshold, covid, pneu))
+    return pred, np.where(p1 < threshold, 1, 2)
+
+
 def cascade(p1: np.ndarray, p2: np.ndarray, order: tuple[int, int, int], threshold: float = 0.5
             ) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's hierarchical decision, as a hard cascade: stage 1 says normal (p(pneumonia) < ``threshold``)
-    or pneumonia; only then stage 2 says COVID-19 (p >= ``threshold``) or other pneumonia.
-
-    Args:
-        p1, p2: ``(n, 2)`` probabilities of stage 1 (normal, pneumonia) and stage 2 (other pneumonia, COVID-19),
-            stage 2 evaluated on every image.
-        order: class indices of normal, pneumonia, covid19.
+    """The hierarchical decision (``cascade_parts`` and ``cascade_decision``) for ``(n, 2)`` stage probabilities
+    (stage 1: normal, pneumonia; stage 2: other pneumonia, COVID-19; stage 2 evaluated on every image).
 
     Returns:
-        ``(proba, pred)``: soft products ``[1-p1, p1(1-p2), p1 p2]`` (scores for ROC AUC) and the cascade's class.
+        ``(proba, pred)``: the soft products as ``(n, 3)`` class scores (for ROC AUC) and the cascade's class.
     """
-    normal, pneu, covid = order
-    proba = np.zeros((len(p1), 3))
-    proba[:, normal] = p1[:, 0]
-    proba[:, pneu] = p1[:, 1] * p2[:, 0]
-    proba[:, covid] = p1[:, 1] * p2[:, 1]
-    pred = np.where(p1[:, 1] < threshold, normal, np.where(p2[:, 1] >= threshold, covid, pneu))
-    return proba, pred
+    parts = dict(zip(order, cascade_parts(p1[:, 1], p2[:, 1]), strict=True))
+    proba = np.stack([parts[i] for i in range(3)], axis=1)
+    return proba, cascade_decision(p1[:, 1], p2[:, 1], order, threshold)[0]
 
 
-def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
+def _hierarchical(df, task, root, spec, opts, seed, rec, k, device, progress):
     """Stage 1 normal vs pneumonia (any); stage 2 COVID-19 vs other pneumonia on pneumonia rows; a hard cascade."""
     from dataclasses import replace
 
@@ -221,8 +270,8 @@ def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
     s2 = TaskData(rows2.assign(target=(rows2["target"] == covid).astype(int)), ("pneumonia", "covid19"),
                   task.split_policy)
     stage_spec = replace(spec, classes=("no", "yes"), hierarchical=False)
-    m1, h1 = _train_binary(stage_spec, s1, root, opts, out / "stage1", device, progress)
-    m2, h2 = _train_binary(stage_spec, s2, root, opts, out / "stage2", device, progress)
+    m1, h1 = _train_binary(stage_spec, s1, root, opts, rec.train_dir(k, 1), device, progress)
+    m2, h2 = _train_binary(stage_spec, s2, root, opts, rec.train_dir(k, 2), device, progress)
     _, _, test_ds = datasets_for(task, root, spec, opts)
     p1, ids = predict(m1, test_ds, opts.train, device)
     p2, _ = predict(m2, test_ds, opts.train, device)
@@ -232,40 +281,54 @@ def _hierarchical(df, task, root, spec, opts, seed, out, device, progress):
     v2, _ = predict(m2, val_ds, opts.train, device)
     val_proba, val_decided = cascade(v1, v2, (normal, pneu, covid))
     if is_main():
-        save_weights(m1, out / "stage1.safetensors", {"model": spec.name, "stage": "1"})
-        save_weights(m2, out / "stage2.safetensors", {"model": spec.name, "stage": "2"})
+        settle(save_weights(m1, rec.weights_path(k, 1), {"model": spec.name, "stage": "1"}))
+        settle(save_weights(m2, rec.weights_path(k, 2), {"model": spec.name, "stage": "2"}))
     history = [{**h, "stage": 1} for h in h1] + [{**h, "stage": 2} for h in h2]
     return proba, decided, ids, history, (val_proba, val_ids, val_decided)
 
 
-def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progress: bool = True) -> Path:
-    """Run ``opts.runs`` seeds of one model on a manifest; write the run folder; return its path.
+def run_bench(manifest: str | Path, out: str | Path | None, opts: BenchOptions, progress: bool = True) -> Path:
+    """Run ``opts.runs`` seeds of one model on a manifest into a new run folder; return its path.
+
+    ``out`` None: a new folder ``runs/<model>-<digest>``. A folder holding another run is refused unless
+    ``opts.overwrite`` (cleared first) or ``opts.resume`` with the same inputs.
 
     Raises:
-        CxrcurateError: unknown model, missing weights, too few images for the task, unknown split policy.
+        UsageError: bad options.
+        RunFolderError: ``out`` holds another run.
+        CxrcurateError: unknown model, missing weights, too few units for the task, unknown split policy.
     """
     import torch
 
+    from ..dedup import read_pairs
     from ..manifest import read_manifest, resolve_data_root
     from .train import device_for, distributed
 
+    opts.validate()
     spec = get_spec(opts.model)
     if spec.hierarchical or len(spec.classes) == 3:
         opts.negatives = ("normal", "pneumonia")
-    from ..dedup import read_pairs
-
     df = read_manifest(manifest)
     root = resolve_data_root(df, opts.data_root)
     pairs = read_pairs(manifest)
     rank, world, local = distributed()
+    if world > 1 and out is None:
+        raise UsageError("under torchrun give --out: every process must write to the same run folder")
     device = device_for(local)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    for k in range(opts.runs):  # every seed's task must be trainable before a run folder is claimed
+        prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, opts.seed + k,
+                opts.max_images, holdout_source=opts.holdout_source, pairs=pairs)
+    ident = identity(manifest, asdict(opts))
+    out = Path(out) if out is not None else default_out(spec.name, ident["digest"], resume=opts.resume)
+    if rank == 0:
+        rec = RunRecord.create(out, ident, overwrite=opts.overwrite, resume=opts.resume)
+        log.info("run %s in %s", rec.run_id, out)
+    else:  # other DDP ranks train and gather but write nothing
+        rec = RunRecord(out, {"run_id": None, "inputs": ident["inputs"], "digest": ident["digest"]})
     started = time.time()
     results = []
     for k in range(opts.runs):
-        seed = opts.seed + k
-        results.append(_one_run(df, root, spec, opts, seed, out / f"run-{k}", device, progress, pairs))
+        results.append(_one_run(df, root, spec, opts, opts.seed + k, rec, k, device, progress, pairs))
     summary = {"model": spec.name, "description": spec.description, "classes": list(spec.classes),
                "split_policy": opts.split_policy, "leaky": opts.split_policy == "per-image",
                "variant": ("backbone frozen but its last block" if spec.trainable == "last_block" else
@@ -274,95 +337,20 @@ def run_bench(manifest: str | Path, out: str | Path, opts: BenchOptions, progres
                "aggregate": aggregate(results), "runs": results, "paper": spec.paper,
                "seconds": round(time.time() - started, 1)}
     if rank == 0:
+        size = opts.size or spec.input_size
         config = {"options": asdict(opts), "spec": asdict(spec), "manifest": str(Path(manifest).resolve()),
-                  "data_root": str(root), "environment": {
+                  "data_root": str(root), "preprocess": asdict(preprocess_config(spec, size)),
+                  "input": {"size": size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                            "outputs": 1 if len(spec.classes) == 2 else len(spec.classes),
+                            "black": "the normalised value of a black pixel: -mean/std per channel"},
+                  "environment": {
                       "torch": torch.__version__, "python": platform.python_version(), "world_size": world,
                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
                       or "cpu"}}
-        (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-        (out / "summary.md").write_text(summary_markdown([out]))
+        rec.write_config(config)
+        rec.write_metrics(summary)
+        rec.write_summary(summary_markdown([out]))
+        rec.finish(time.time() - started)
     return out
 
 
-def _at_chance(run: dict[str, Any]) -> bool:
-    """The run's test AUC CI includes 0.5, or training flagged that validation never left chance."""
-    ci = run.get("ci95", {}).get("roc_auc")
-    by_ci = bool(ci) and all(np.isfinite(ci)) and ci[0] <= 0.5 <= ci[1]
-    return by_ci or bool(run.get("never_left_chance"))
-
-
-def _fmt(value: float, ci: list[float] | None = None) -> str:
-    if value is None or not np.isfinite(value):
-        return "-"
-    text = f"{value:.3f}"
-    if ci and all(np.isfinite(ci)):
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return text
-
-
-def compare_table(runs: list[Path]) -> pd.DataFrame:
-    """One row per run folder (mean over its seeds, CI of its first seed) plus the paper's Table 6 figures."""
-    rows = []
-    for run in runs:
-        path = Path(run) / "metrics.json"
-        if not path.exists():
-            raise CxrcurateError(f"{run}: no metrics.json; is this a `cxrcurate bench` output folder?")
-        m = json.loads(path.read_text())
-        cfg_path = Path(run) / "config.json"
-        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        options = cfg.get("options", {})
-        init = options.get("init") or cfg.get("spec", {}).get("init", "?")
-        init += " (quick)" if options.get("quick") else ""
-        agg, first = m["aggregate"], m["runs"][0]
-        n_runs = agg["accuracy"]["runs"]
-
-        def cell(key: str, agg=agg, first=first, n_runs=n_runs) -> str:
-            a = agg.get(key, {})
-            text = _fmt(a.get("mean"), first.get("ci95", {}).get(key) if n_runs == 1 else None)
-            return text + (f" ±{a['std']:.3f}" if n_runs > 1 and np.isfinite(a.get("std", np.nan)) else "")
-
-        chance = [r for r in m["runs"] if _at_chance(r)]
-        rows.append({
-            "run": Path(run).name, "model": m["model"],
-            "init": init + (f" ({m['variant']})" if m.get("variant") else ""),
-            "split": m["split_policy"] + (" (LEAKY)" if m.get("leaky") else ""),
-            "test n": first["n"], "units": first.get("n_units", "-"), "seeds": n_runs,
-            "ROC AUC": cell("roc_auc"), "balanced acc": cell("balanced_accuracy"), "accuracy": cell("accuracy"),
-            "majority baseline": _fmt(first.get("majority_baseline", {}).get("accuracy")),
-            "COVID F1": cell("covid_f1"),
-            "at chance": f"{len(chance)}/{n_runs}" if chance else "no",
-            "paper accuracy": _fmt(m["paper"].get("accuracy")), "paper COVID F1": _fmt(m["paper"].get("covid_f1")),
-        })
-    return pd.DataFrame(rows)
-
-
-def compare_records(runs: list[Path]) -> list[dict[str, Any]]:
-    """The comparison for scripts (``bench --compare --format json``): per run the table's row (formatted cells)
-    plus the numbers behind it: ``aggregate`` (mean/std/range over seeds) and ``ci95`` per seed, from metrics.json."""
-    records = compare_table(runs).to_dict("records")
-    for record, run in zip(records, runs, strict=True):
-        m = json.loads((Path(run) / "metrics.json").read_text())
-        record.update(path=str(run), aggregate=m["aggregate"],
-                      ci95=[{"seed": r.get("seed"), **r.get("ci95", {})} for r in m["runs"]],
-                      at_chance_seeds=[r.get("seed") for r in m["runs"] if _at_chance(r)])
-    return records
-
-
-def summary_markdown(runs: list[Path]) -> str:
-    """The comparison as a Markdown table with the caveats that belong to it."""
-    table = compare_table(runs)
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    notes = ["", "Brackets: bootstrap 95% CI resampling the test set's units (patients / linked pictures; one seed); "
-             "± is the sample std (ddof=1) over seeds. Read ROC AUC and balanced accuracy: accuracy is only "
-             "meaningful against the majority baseline (predicting the largest class for every image).",
-             "Paper figures: Haghanifar et al. 2020, Table 6, on their data and a per-image split; not comparable "
-             "with a patient- and duplicate-aware split of other data."]
-    if any("LEAKY" in s for s in table["split"]):
-        notes.append(f"LEAKY rows: {LEAKY}.")
-    if any(v != "no" for v in table["at chance"]):
-        notes.append("WARNING 'at chance': in those seeds the test ROC AUC's 95% CI includes 0.5, or validation never "
-                     "left chance during training: the model did not learn the task; its figures say nothing about "
-                     "the data.")
-    return "\n".join(lines + notes) + "\n"

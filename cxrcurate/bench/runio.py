@@ -9,9 +9,7 @@ only where a network is needed.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,12 +20,11 @@ import torch
 from torch import nn
 
 from ..errors import CxrcurateError
-from ..models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from ..models import ModelSpec
+from .record import RunRecord
+from .run import cascade_decision, cascade_parts
 
 log = logging.getLogger(__name__)
-# Manifest columns the audit and the report join onto a run's split.parquet.
-EXTRA_COLUMNS = ("path", "pediatric", "age_years", "mask_paths", "pixel_sha256", "file_sha256", "phash", "extra",
-                 "keep")
 
 
 class ClassScores(nn.Module):
@@ -64,7 +61,7 @@ class HierarchicalScores(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p1, p2 = torch.sigmoid(self.stage1(x).float()), torch.sigmoid(self.stage2(x).float())
-        parts = {self.order[0]: 1 - p1, self.order[1]: p1 * (1 - p2), self.order[2]: p1 * p2}
+        parts = dict(zip(self.order, cascade_parts(p1, p2), strict=True))
         return torch.log(torch.cat([parts[i] for i in range(3)], dim=1).clamp_min(1e-7))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,9 +73,7 @@ class HierarchicalScores(nn.Module):
         says COVID-19 or other pneumonia (``bench.run.cascade``)."""
         p1 = torch.sigmoid(self.stage1(x).float())[:, 0].cpu().numpy()
         p2 = torch.sigmoid(self.stage2(x).float())[:, 0].cpu().numpy()
-        normal, pneu, covid = self.order
-        pred = np.where(p1 < 0.5, normal, np.where(p2 >= 0.5, covid, pneu))
-        return pred, np.where(p1 < 0.5, 1, 2)
+        return cascade_decision(p1, p2, self.order)
 
     def stages(self) -> tuple[ClassScores, ClassScores]:
         """Stage 1 (scores normal, pneumonia) and stage 2 (scores other pneumonia, COVID-19) as ``ClassScores``."""
@@ -106,127 +101,46 @@ def _no_inplace(model: nn.Module) -> nn.Module:
     return model
 
 
-@dataclass
-class RunFolder:
-    """A finished run folder (``config.json``, ``metrics.json``, ``run-K/``) and the data it was made from.
+class RunFolder(RunRecord):
+    """A finished run (``record.RunRecord``) with what needs torch: its networks and its inputs rendered as the run
+    rendered them (from the preprocessing and input config the bench recorded in ``config.json``).
 
-    Use ``RunFolder.open``. ``manifest`` and ``data_root`` default to those recorded in ``config.json``.
+    Use ``RunFolder.open``; ``manifest`` and ``data_root`` default to those the run recorded.
     """
 
-    path: Path
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    spec: ModelSpec
-    size: int
-    manifest_path: Path
-    data_root_override: str | None = None
-    _frames: dict[int, pd.DataFrame] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def open(cls, path: str | Path, manifest: str | Path | None = None, data_root: str | None = None) -> RunFolder:
-        """Read a run folder's config and metrics.
-
-        Raises:
-            CxrcurateError: no ``config.json``/``metrics.json`` (not a bench run folder) or no ``run-K`` inside.
-        """
-        path = Path(path)
-        missing = [n for n in ("config.json", "metrics.json") if not (path / n).is_file()]
-        if missing:
-            raise CxrcurateError(f"{path}: no {' or '.join(missing)}; is this a `cxrcurate bench` output folder?")
-        config = json.loads((path / "config.json").read_text())
-        metrics = json.loads((path / "metrics.json").read_text())
-        raw = dict(config["spec"])
+    @cached_property
+    def spec(self) -> ModelSpec:
+        raw = dict(self.config["spec"])
         raw["classes"] = tuple(raw["classes"])
-        spec = ModelSpec(**raw)
-        size = int(config["options"].get("size") or spec.input_size)
-        run = cls(path, config, metrics, spec, size, Path(manifest or config["manifest"]), data_root)
-        if not run.seeds:
-            raise CxrcurateError(f"{path}: no run-K folder inside; did the bench run finish?")
-        return run
+        return ModelSpec(**raw)
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
 
     @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def seeds(self) -> list[int]:
-        """Indices K of the ``run-K`` folders."""
-        return sorted(int(p.name.split("-")[1]) for p in self.path.glob("run-*") if p.name.split("-")[1].isdigit())
-
-    def seed_dir(self, k: int) -> Path:
-        """``run-K`` of this run.
-
-        Raises:
-            CxrcurateError: there is no such folder.
-        """
-        d = self.path / f"run-{k}"
-        if not d.is_dir():
-            raise CxrcurateError(f"{self.path}: no run-{k}; this run has {', '.join(f'run-{s}' for s in self.seeds)}")
-        return d
-
-    @cached_property
-    def manifest(self) -> pd.DataFrame:
-        """The manifest the run was made from.
-
-        Raises:
-            FileNotFoundError: it has moved (pass ``manifest=`` to ``RunFolder.open``).
-        """
-        from ..manifest import read_manifest
-
-        return read_manifest(self.manifest_path)
-
-    @cached_property
-    def root(self) -> Path:
-        """The data root the manifest's paths are relative to."""
-        from ..manifest import resolve_data_root
-
-        return resolve_data_root(self.manifest, self.data_root_override or self.config.get("data_root"))
-
-    def frame(self, k: int = 0) -> pd.DataFrame:
-        """``run-K/split.parquet`` joined with the manifest columns the audit needs (``EXTRA_COLUMNS``).
-
-        Raises:
-            CxrcurateError: the split file is missing or names images the manifest does not hold.
-        """
-        if k not in self._frames:
-            path = self.seed_dir(k) / "split.parquet"
-            if not path.is_file():
-                raise CxrcurateError(f"{path} is missing; was the run written by an older cxrcurate?")
-            split = pd.read_parquet(path)
-            extra = self.manifest.set_index("image_id")[list(EXTRA_COLUMNS)]
-            lost = ~split["image_id"].isin(extra.index)
-            if lost.any():
-                raise CxrcurateError(f"{int(lost.sum())} image(s) of {path} are not in {self.manifest_path}, e.g. "
-                                     f"{split.loc[lost, 'image_id'].iloc[0]}; pass the run's own manifest")
-            self._frames[k] = split.join(extra, on="image_id")
-        return self._frames[k]
-
-    def predictions(self, k: int = 0) -> pd.DataFrame:
-        """``run-K/predictions.parquet`` (the test set's probabilities as the run wrote them)."""
-        return pd.read_parquet(self.seed_dir(k) / "predictions.parquet")
+    def size(self) -> int:
+        return int(self.config["input"]["size"])
 
     def render_config(self):
-        """The ``PreprocessConfig`` the run rendered its inputs with."""
-        from .run import preprocess_config
+        """The ``PreprocessConfig`` the run rendered its inputs with (as recorded, not rebuilt)."""
+        from ..preprocess.config import PreprocessConfig
 
-        return preprocess_config(self.spec, self.size)
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config["preprocess"].items()}
+        return PreprocessConfig(**raw)
 
     def dataset(self, rows: pd.DataFrame):
         """A ``ManifestDataset`` over ``rows`` (with ``path``, ``target``, ``image_id``), rendered as the run did."""
         from ..datasets import ManifestDataset
-        from .run import preprocess_config
 
-        config = preprocess_config(self.spec, self.size)
-        return ManifestDataset.from_rows(rows, self.root, self.classes, preprocess=config,
-                                         normalize=(IMAGENET_MEAN, IMAGENET_STD))
+        inp = self.config["input"]
+        return ManifestDataset.from_rows(rows, self.root, self.classes, preprocess=self.render_config(),
+                                         normalize=(tuple(inp["mean"]), tuple(inp["std"])))
 
     def black(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The normalised value of a black pixel per channel, ``(1, 3, 1, 1)``: the baseline of masking and IG."""
-        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        inp = self.config["input"]
+        mean, std = torch.tensor(inp["mean"]), torch.tensor(inp["std"])
         return (-mean / std).view(1, 3, 1, 1).to(device)
 
     def load_model(self, k: int = 0, device: torch.device | str = "cpu") -> nn.Module:
@@ -237,11 +151,11 @@ class RunFolder:
         """
         if self.spec.hierarchical:
             order = tuple(self.classes.index(c) for c in ("normal", "pneumonia", "covid19"))
-            stages = [self._load_net(self.seed_dir(k) / f"stage{i}.safetensors", 1) for i in (1, 2)]
+            stages = [self._load_net(self.weights_path(k, i), 1) for i in (1, 2)]
             model: nn.Module = HierarchicalScores(stages[0], stages[1], order)  # type: ignore[arg-type]
         else:
             outputs = 1 if len(self.classes) == 2 else len(self.classes)
-            model = ClassScores(self._load_net(self.seed_dir(k) / "weights.safetensors", outputs))
+            model = ClassScores(self._load_net(self.weights_path(k), outputs))
         return _no_inplace(model).to(device).eval()
 
     def _load_net(self, path: Path, outputs: int) -> nn.Module:

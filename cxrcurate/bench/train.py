@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import CheckpointError
 from ..models.weights import torch_load
 from .feed import loader_settings
+from .record import CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,9 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
         progress: bool = True, loss_fn: nn.Module | None = None) -> list[dict[str, float]]:
     """Train with early stopping on validation loss; keep the best weights in ``model``; return the history.
 
-    A checkpoint (model, optimiser, epoch, history) is written after every epoch to ``out_dir/last.pt``;
-    ``resume=True`` continues from it. ``loss_fn`` replaces the class-weighted ``Loss`` (e.g. multi-label BCE).
+    A checkpoint (model, optimiser, epoch, history) is written after every epoch to ``out_dir`` (``record.CHECKPOINT``,
+    removed when the run finishes); ``resume=True`` continues from it. ``loss_fn`` replaces the class-weighted
+    ``Loss`` (e.g. multi-label BCE).
     """
     from tqdm.auto import tqdm
 
@@ -220,7 +222,7 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset, targets: np.ndarra
     history: list[dict[str, float]] = []
     best, best_state, bad, start_epoch = math.inf, None, 0, 0
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = out_dir / "last.pt"
+    ckpt = out_dir / CHECKPOINT
     if resume and ckpt.exists():
         try:
             state = torch_load(ckpt, device)  # tensors only: a last.pt is never trusted to unpickle objects

@@ -15,8 +15,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# bench options whose default --quick may fill (argparse default None = "not set by the user")
+TRAIN_DEFAULTS = {"epochs": 30, "batch_size": 16, "workers": None}  # workers None: one per core but one
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench.run import BenchOptions, compare_records, compare_table, run_bench, summary_markdown
+    from ..bench.compare import compare_records, compare_table, summary_markdown
+    from ..bench.run import BenchOptions, run_bench
     from ..bench.train import TrainConfig
 
     if args.compare:
@@ -30,23 +35,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise UsageError("give --model NAME (see `cxrcurate models`) or --compare RUN...")
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr if args.lr == "auto" else float(args.lr), patience=args.patience,
-                        workers=args.workers, seed=args.seed, max_minutes=args.max_minutes,
+    given = {k for k in ("size", "max_images", *TRAIN_DEFAULTS) if getattr(args, k) is not None}
+    lr = args.lr
+    if lr != "auto":
+        try:
+            lr = float(lr)
+        except ValueError:
+            raise UsageError(f"--lr {args.lr}: give a number > 0, or auto") from None
+    train = TrainConfig(**{k: getattr(args, k) if getattr(args, k) is not None else v
+                           for k, v in TRAIN_DEFAULTS.items()},
+                        lr=lr, patience=args.patience, seed=args.seed, max_minutes=args.max_minutes,
                         warmup_steps=args.warmup_steps)
     opts = BenchOptions(model=args.model, init=args.init, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
                         split_policy=args.split_policy, test=args.test, val=args.val, seed=args.seed, runs=args.runs,
                         size=args.size, max_images=args.max_images, data_root=args.data_root, train=train,
                         resume=args.resume, cache=_cache_option(args), augment=not args.no_augment,
-                        augment_strength=args.augment_strength, holdout_source=args.holdout_source)
+                        augment_strength=args.augment_strength, holdout_source=args.holdout_source,
+                        overwrite=args.overwrite)
     if args.negatives:
         opts.negatives = tuple(x.strip() for x in args.negatives.split(","))
+    if args.quick:
+        opts.apply_quick(given)
+    opts.validate()  # before any data is read or folder made
+    from ..bench.record import check_free
     from ..manifest import check_output_folder
 
-    check_output_folder(args.out)
+    check_free(args.out, opts.overwrite, opts.resume)
+    runs_dir = args.out.parent if args.out else Path("runs")
+    check_output_folder(runs_dir, "--out")
     manifest = args.manifest
-    if args.quick:
-        opts.apply_quick()
     if manifest is None:
         if not args.quick:
             raise UsageError("give --manifest PATH (or --quick to run on the sample shipped with cxrcurate)")
@@ -54,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ..sample import sample_sources
 
         print("no --manifest: building the shipped sample (30 images; a smoke test, not a benchmark)")
-        manifest = build_manifest(sample_sources(), args.out / "sample-manifest", workers=1, progress=False).manifest
+        manifest = build_manifest(sample_sources(), runs_dir / "sample-manifest", workers=1, progress=False).manifest
         if not args.negatives:
             opts.negatives = ("normal", "pneumonia", "other")
     run = run_bench(manifest, args.out, opts, progress=not args.quiet)
@@ -98,11 +115,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be = subparsers.add_parser("bench", help="train and score a ladder model on a manifest (or compare runs)")
     be.add_argument("--model", help="ladder model (see `cxrcurate models`)")
     be.add_argument("--manifest", type=Path, help="manifest to use (default with --quick: the shipped sample)")
-    be.add_argument("--out", type=Path, default=Path("runs/latest"), help="run folder (default runs/latest)")
+    be.add_argument("--out", type=Path, help="a new run folder (default: runs/<model>-<digest of the inputs>); one "
+                    "that holds another run is refused")
+    be.add_argument("--overwrite", action="store_true", help="delete the run that --out holds, then run")
     be.add_argument("--compare", type=Path, nargs="+", metavar="RUN", help="print these runs side by side")
     be.add_argument("--format", choices=["text", "markdown", "json"], default="markdown",
                     help="how --compare prints the runs: markdown summary (default), a text table, or JSON rows")
-    be.add_argument("--quick", action="store_true", help="small, fast CPU run to see the whole path work")
+    be.add_argument("--quick", action="store_true", help="small, fast CPU run to see the whole path work (fills "
+                    "size, images, epochs, batch size, workers that you did not set)")
     be.add_argument("--init", choices=["random", "imagenet", "chexnet"], help="initialisation (default: the model's)")
     be.add_argument("--weights", help="checkpoint for --init imagenet/chexnet")
     be.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints that need full unpickling")
@@ -116,11 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     be.add_argument("--seed", type=int, default=0,
                     help="seed of the split and the training (default 0; --runs N uses seed..seed+N-1)")
     be.add_argument("--runs", type=int, default=1, help="repeat with seeds seed..seed+runs-1; report mean/std/range")
-    be.add_argument("--size", type=int, help="input side (default: the model's)")
+    be.add_argument("--size", type=int, help="input side, 32..1024 px (default: the model's; --quick: 64)")
     be.add_argument("--max-images", type=int, help="cap the task's images (stratified sample)")
-    be.add_argument("--epochs", type=int, default=30, help="most passes over the training images (default 30; "
-                    "early stopping may end sooner)")
-    be.add_argument("--batch-size", type=int, default=16, help="images per training step (default 16)")
+    be.add_argument("--epochs", type=int, help="training epochs, >= 1 (default 30; --quick: 2)")
+    be.add_argument("--batch-size", type=int, help="images per batch, >= 1 (default 16; --quick: 8)")
     be.add_argument("--lr", default="1e-4", help="learning rate, or auto (LR range test: a decade below the loss "
                     "minimum, within [1e-5, 1e-2])")
     be.add_argument("--warmup-steps", type=int, help="linear warm-up steps from lr/10 (default: 10%% of an epoch, "
@@ -133,7 +152,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="leave-one-source-out: every unit holding a row of SOURCE is test, never trained on")
     be.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
     be.add_argument("--max-minutes", type=float, help="stop training after this long")
-    be.add_argument("--workers", type=int, help="DataLoader workers (default: one per core but one, at most 16)")
+    be.add_argument("--workers", type=int, help="DataLoader workers (default: one per core but one, at most 16; "
+                    "--quick: 0)")
     be.add_argument("--data-root", help="folder the manifest paths are relative to (default: its own folder)")
     be.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     be.add_argument("--cache", help="tensor cache folder, filled before training and read every epoch (default: "

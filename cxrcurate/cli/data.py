@@ -221,19 +221,19 @@ def cmd_leakage(args: argparse.Namespace) -> int:
         report = leakage_report(df, split_column=args.split_column, pairs=pairs, radius=args.radius)
         print(json.dumps(report.to_dict(), indent=2, default=str) if args.format == "json" else report.to_text())
         return 0 if report.ok else EXIT_CHECK_FAILED
-    import pandas as pd
+    from ..bench.record import seed_splits
 
-    splits = sorted(args.run.glob("run-*/split.parquet"))
+    splits = list(seed_splits(args.run))  # the run record's split tables, checked for their run id
     if not splits:
-        raise UsageError(f"{args.run}: no run-*/split.parquet; is this a `cxrcurate bench` run folder?")
+        raise UsageError(f"{args.run}: a run folder without any seed; did the bench run finish?")
     ok, results = True, {}
-    for path in splits:
-        side = pd.read_parquet(path, columns=["image_id", "split"]).set_index("image_id")["split"]
+    for seed, split in splits:
+        side = split.set_index("image_id")["split"]
         report = leakage_report(df.assign(split=df["image_id"].map(side)), pairs=pairs, radius=args.radius)
         ok &= report.ok
-        results[path.parent.name] = report
+        results[seed] = report
         if args.format == "text":
-            print(f"== {path.parent.name}: its split mapped onto the full manifest {args.manifest}")
+            print(f"== {seed}: its split mapped onto the full manifest {args.manifest}")
             print(report.to_text())
     if args.format == "json":
         print(json.dumps({k: r.to_dict() for k, r in results.items()}, indent=2, default=str))

@@ -14,6 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..audit.overlays import TITLES
+from ..bench.record import seed_name
+
+__all__ = ["TITLES", "confusion_figure", "overlay_grid", "roc_figure", "to_data_uri"]
+
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
@@ -43,7 +48,7 @@ def roc_figure(predictions: dict[int, pd.DataFrame], classes: Sequence[str]) -> 
             y = (pred["target"] == list(classes).index(cls)).to_numpy()
             if 0 < y.sum() < len(y):
                 fpr, tpr, _ = roc_curve(y, pred[f"p_{cls}"])
-                ax.plot(fpr, tpr, lw=1.6, label=f"run-{k}: AUC {roc_auc_score(y, pred[f'p_{cls}']):.3f}")
+                ax.plot(fpr, tpr, lw=1.6, label=f"{seed_name(k)}: AUC {roc_auc_score(y, pred[f'p_{cls}']):.3f}")
         ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{cls} vs rest", xlim=(0, 1),
                ylim=(0, 1.01))

@@ -1,16 +1,18 @@
 """``cxrcurate report RUN -o report.html``: one self-contained HTML page about a bench run.
 
-Sections: the run's configuration; the data (label x source per split, pediatric share, duplicates removed); the
-metrics with bootstrap CIs, ROC curves and confusion matrices; Grad-CAM and LIME overlays of correct and wrong
-test cases of each class; the audit (``RUN/audit.json``, when ``cxrcurate audit`` has run); and the paper's
-figures beside ours. Every picture is a base64 PNG inside the page, and the page loads nothing else (no scripts,
-fonts or style sheets from anywhere), so it can be mailed or archived as one file.
+The report renders facts the run record holds; it computes no figure, loads no model and imports no torch or
+Captum. It answers first: a summary box (``summary.summary_box``: task, data per class and side, the headline
+metric with its unit CI, the no-evidence banner, the audit's verdict and one sentence of what to believe). Then:
+the run's configuration; the data (label x source per split, pediatric share, duplicates removed); the metrics
+with bootstrap CIs, ROC curves and confusion matrices; the attribution overlays the audit recorded; the audit
+(when it audited THIS run: a stale one from another run is shown as such); and the paper's figures beside ours,
+greyed "not comparable" when the run has no evidence. Every picture is a base64 PNG inside the page, and the page
+loads nothing else, so it can be mailed or archived as one file.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..bench.record import seed_name
+from ..errors import CxrcurateError
 
 log = logging.getLogger(__name__)
 CSS = """
@@ -31,6 +36,9 @@ th{background:#eef2f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{background:#d9f2dd}.warn{background:#fff1c7}.fail{background:#f9d3d0}.notrun{background:#eceff3;color:#555}
 .inconclusive{background:#e4e6f7}
 .banner{background:#f9d3d0;border:1px solid #c0392b;padding:.6rem 1rem;font-weight:600}
+.summary{border:2px solid #1d2430;border-radius:6px;padding:.4rem 1.2rem 1rem;margin:1rem 0 1.5rem;background:#fbfcfe}
+.summary table{font-size:.95rem}.summary th{width:11rem}.believe{font-size:1.08rem;font-weight:600;margin:.6rem 0 0}
+.grey{color:#8a8f98}.grey table,.grey td,.grey th{color:#8a8f98;background:#f4f5f7}
 .note{color:#555;font-size:.9rem}img{max-width:100%;height:auto;border:1px solid #e5e9f0;margin:.3rem 0}
 .figs{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 """
@@ -38,14 +46,11 @@ th{background:#eef2f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 
 @dataclass
 class ReportOptions:
-    """What the report shows (attributions are recomputed for the few cases drawn)."""
+    """What the report shows (from what the record holds: nothing is recomputed)."""
 
     run_index: int = 0
     methods: tuple[str, ...] = ("gradcam", "lime")
-    cases: int = 2
     attributions: bool = True
-    lime_samples: int = 100
-    lung_source: str = "auto"
     manifest: str | None = None
     data_root: str | None = None
 
@@ -89,10 +94,15 @@ def _ci(value: float, ci: list[float] | None) -> str:
 
 def config_section(run: Any) -> str:
     """The run's options, input and environment."""
-    o, spec, env = run.config["options"], run.spec, run.config.get("environment", {})
-    rows = [("model", f"{spec.name}: {spec.description}"), ("classes", " / ".join(spec.classes)),
-            ("input", f"{run.size} px, {spec.channels}" + (", lung crop" if spec.lungs else "")),
-            ("initialisation", o.get("init") or spec.init), ("weights", o.get("weights")),
+    o, spec, env = run.config["options"], run.config["spec"], run.config.get("environment", {})
+    pre = run.config.get("preprocess", {})
+    rows = [("run id", run.run_id), ("inputs digest", run.digest[:16]),
+            ("code", ", ".join(f"{k} {v}" for k, v in run.record["inputs"]["code"].items() if v)),
+            ("model", f"{spec['name']}: {spec['description']}"), ("classes", " / ".join(spec["classes"])),
+            ("input", f"{run.config['input']['size']} px, channels {', '.join(pre.get('channels', []))}"
+             + (f", lung crop ({pre['lungs']})" if pre.get("lungs") else "")
+             + (", histogram matched" if pre.get("histogram_reference") else "")),
+            ("initialisation", o.get("init") or spec["init"]), ("weights", o.get("weights")),
             ("split policy", o["split_policy"]), ("negatives (binary)", ", ".join(o.get("negatives", []))),
             ("seeds", f"{o['seed']}..{o['seed'] + o['runs'] - 1}"), ("max images", o.get("max_images")),
             ("epochs / batch / lr", f"{o['train']['epochs']} / {o['train']['batch_size']} / {o['train']['lr']}"),
@@ -123,113 +133,99 @@ def data_section(run: Any, frame: pd.DataFrame, k: int) -> str:
                 "with more than one copy); one copy of each picture is kept.")
     notes = run.metrics["runs"][0].get("notes", []) if run.metrics.get("runs") else []
     notes = [n for n in notes if "not deduplicated" not in n]  # said above
-    return (f"<h2>Data</h2><p>Rows of run-{k} by source, label and split (the task's rows after deduplication and "
-            "any cap).</p>" + table(counts.reset_index())
+    return (f"<h2>Data</h2><p>Rows of {seed_name(k)} by source, label and split (the task's rows after "
+            "deduplication and any cap).</p>" + table(counts.reset_index())
             + f"<p>{esc(dups)}</p>" + "".join(f"<p class='note'>note: {esc(n)}</p>" for n in notes))
 
 
 def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
     """Figures with CIs per seed, per class, ROC curves and confusion matrices."""
+    from ..bench.metrics import evidence_words, no_evidence
     from .figures import confusion_figure, roc_figure
 
+    classes = tuple(run.config["spec"]["classes"])
     rows, chance = [], []
     named = (("ROC AUC", "roc_auc"), ("balanced accuracy", "balanced_accuracy"), ("accuracy", "accuracy"),
              ("COVID-19 F1", "covid_f1"))
     for k, r in enumerate(run.metrics["runs"]):
-        rows.append({"run": f"run-{k}", "seed": r.get("seed"), "test n": r["n"], "units": r.get("n_units", "-"),
+        rows.append({"run": seed_name(k), "seed": r.get("seed"), "test n": r["n"], "units": r.get("n_units", "-"),
                      **{name: _ci(r[key], r["ci95"].get(key)) for name, key in named if key in r},
                      "majority baseline": f"{r['majority_baseline']['accuracy']:.3f}"
                      if "majority_baseline" in r else "-",
                      "validation ROC AUC": _ci(r["val_roc_auc"], r.get("val_ci95_roc_auc"))
                      if "val_roc_auc" in r else "-"})
-        ci = r["ci95"].get("roc_auc") or [float("nan")] * 2
-        if r.get("never_left_chance") or (np.isfinite(ci).all() and ci[0] <= 0.5 <= ci[1]):
-            chance.append(f"run-{k}")
+        if no_evidence(r):
+            chance.append(f"{seed_name(k)}: {evidence_words(r.get('evidence'))}")
     agg = run.metrics["aggregate"]
     if len(rows) > 1:
         rows.append({"run": "mean ± std", "seed": "", "test n": "", "units": "", **{
             name: f"{agg[key]['mean']:.3f} ± {agg[key]['std']:.3f}" for name, key in named if key in agg}})
-    banner = (f"<p class='banner'>At chance: {', '.join(chance)}: the test ROC AUC's 95% CI includes 0.5 or "
-              "validation never left chance. The model did not learn the task; read no figure below as a "
-              "finding about the data.</p>" if chance else "")
+    banner = "".join(f"<p class='banner'>No evidence in {esc(c)} Read no figure below as a finding about the "
+                     "data.</p>" for c in chance)
     first = run.metrics["runs"][0]
     per_class = [{"class": c, **v} for c, v in first["per_class"].items()]
-    figs = [f"<img alt='ROC curves' src='{roc_figure(predictions, run.classes)}'>"] if predictions else []
+    figs = [f"<img alt='ROC curves' src='{roc_figure(predictions, classes)}'>"] if predictions else []
     for k, r in enumerate(run.metrics["runs"][:3]):
-        figs.append(f"<img alt='confusion matrix run-{k}' "
-                    f"src='{confusion_figure(r['confusion_matrix'], run.classes, f'run-{k}')}'>")
+        figs.append(f"<img alt='confusion matrix {seed_name(k)}' "
+                    f"src='{confusion_figure(r['confusion_matrix'], classes, seed_name(k))}'>")
     return ("<h2>Metrics</h2>" + banner + "<p>Brackets: bootstrap 95% CI resampling the test units (patients / "
             "linked pictures). Read ROC AUC and balanced accuracy; accuracy means little against the majority "
             "baseline (always answering the largest class).</p>" + table(rows) + "<p>Per class, run-0:</p>"
             + table(per_class) + "<div class='figs'>" + "".join(figs) + "</div>")
 
 
-def _cases(pred: pd.DataFrame, classes: tuple[str, ...], n: int) -> pd.DataFrame:
-    """Up to ``n`` most confident correct and ``n`` most confident wrong test cases per true class."""
-    p = pred[[f"p_{c}" for c in classes]].to_numpy()
-    decided = pred["pred"].to_numpy(int) if "pred" in pred.columns else p.argmax(axis=1)  # cascade: its decision
-    pred = pred.assign(predicted=decided, confidence=p.max(axis=1))
-    parts = []
-    for t in range(len(classes)):
-        mine = pred[pred["target"] == t].sort_values(["confidence", "image_id"], ascending=[False, True])
-        for ok in (True, False):
-            parts.append(mine[(mine["predicted"] == t) == ok].head(n).assign(correct=ok))
-    return pd.concat(parts) if parts else pred.head(0)
-
-
 def attribution_section(run: Any, options: ReportOptions) -> str:
-    """Grad-CAM / LIME overlays of the most confident correct and wrong test cases of each class."""
-    from ..audit.attribution import TITLES, AttributionOptions, attribute_dataset
-    from ..audit.lungmasks import LungMasks, input_masks
-    from ..bench.train import device_for
-    from ..models import IMAGENET_MEAN, IMAGENET_STD
-    from .figures import overlay_grid
+    """The overlays the audit recorded (``overlays`` table): the most confident correct and wrong test cases of
+    each class, each method's map over the input, the lung outline in green."""
+    from .figures import TITLES, overlay_grid
 
     k = options.run_index
-    cases = _cases(run.predictions(k), run.classes, options.cases)
-    if cases.empty:
-        return ""
-    frame = run.frame(k).set_index("image_id")
-    rows = frame.loc[cases["image_id"]].reset_index()
-    device = device_for(0)
-    model = run.load_model(k, device)
-    opts = AttributionOptions(methods=options.methods, lime_samples=options.lime_samples)
-    ds = run.dataset(rows)
-    _, maps, info = attribute_dataset(model, ds, run.black(device), opts, device)
-    lungs, kinds = input_masks(LungMasks(run.root, options.lung_source, device=str(device)), rows,
-                               run.render_config())
-    parts = ["<h2>Where the model looks</h2><p class='note'>Attributions of the predicted class for the most "
-             f"confident correct and wrong test cases of each class (run-{k}); green: the lung outline "
-             f"({', '.join(sorted(set(kinds.values())))}). Grad-CAM layer: {esc(info.get('gradcam_layer'))}, "
-             f"map {esc(info.get('gradcam_map'))} before upsampling; LIME/IG baseline: the image mean.</p>"]
-    for t, cls in enumerate(run.classes):
-        mine = cases[cases["target"] == t]
-        right = int(mine["correct"].sum())
-        counts = f"{right} correct and {len(mine) - right} wrong case(s) shown" + (
-            "; the test set holds no wrong one" if len(mine) == right else "")
+    head = "<h2>Where the model looks</h2>"
+    try:
+        recorded = run.overlays(k)
+    except CxrcurateError as exc:
+        return head + f"<p class='banner'>The recorded overlays are not this run's: {esc(exc)}</p>"
+    if recorded is None:
+        return head + ("<p class='note'>No overlays yet: they are computed by the audit (<code>cxrcurate audit "
+                       f"{esc(run.path)}</code>); rebuild this report after it.</p>")
+    methods = [m for m in options.methods if m in set(recorded["method"])]
+    if not methods:
+        return head + (f"<p class='note'>The audit recorded {', '.join(sorted(set(recorded['method'])))}, not "
+                       f"{', '.join(options.methods)}.</p>")
+    classes = run.config["spec"]["classes"]
+    parts = [head + "<p class='note'>Attributions of the predicted class for the most confident correct and wrong "
+             f"test cases of each class ({seed_name(k)}), as the audit recorded them; green: the lung outline.</p>"]
+    for t, cls in enumerate(classes):
+        mine = recorded[recorded["target"] == t]
         if mine.empty:
             parts.append(f"<h3>{esc(cls)}</h3><p class='note'>no test image of this class</p>")
             continue
         grid = []
-        for rec in mine.itertuples():
-            x = ds[rows.index[rows["image_id"] == rec.image_id][0]][0][0].numpy()
-            verdict = "correct" if rec.correct else f"wrong: {run.classes[rec.predicted]}"
-            grid.append({"image": np.clip(x * IMAGENET_STD[0] + IMAGENET_MEAN[0], 0, 1),
-                         "lungs": lungs.get(rec.image_id),
-                         "maps": {m: maps[(rec.image_id, m)] for m in options.methods},
-                         "caption": f"{verdict} (p={rec.confidence:.2f})\n{rec.source}"})
+        for _, g in mine.groupby("image_id", sort=False):
+            first = g.iloc[0]
+            shape = (int(first["height"]), int(first["width"]))
+            lungs = first["lungs"]
+            verdict = "correct" if first["correct"] else f"wrong: {classes[int(first['predicted'])]}"
+            grid.append({"image": np.asarray(first["image"], dtype=float).reshape(shape),
+                         "lungs": None if lungs is None else np.asarray(lungs, dtype=bool).reshape(shape),
+                         "maps": {m: np.asarray(g.loc[g["method"] == m, "map"].iloc[0], dtype=float).reshape(shape)
+                                  for m in methods if (g["method"] == m).any()},
+                         "caption": f"{verdict} (p={first['confidence']:.2f})\n{first['source']}"})
+        right = int(mine.drop_duplicates("image_id")["correct"].sum())
+        counts = f"{right} correct and {len(grid) - right} wrong case(s) shown"
         parts.append(f"<h3>{esc(cls)}</h3><p class='note'>{esc(counts)}</p><img alt='attributions {esc(cls)}' "
-                     f"src='{overlay_grid(grid, options.methods, TITLES)}'>")
+                     f"src='{overlay_grid(grid, methods, TITLES)}'>")
     return "".join(parts)
 
 
-def audit_section(run: Any) -> str:
-    """The audit table (from ``RUN/audit.json``) and the attribution scores per class and source."""
-    path = run.path / "audit.json"
-    if not path.is_file():
+def audit_section(run: Any, audit: dict[str, Any] | None, stale: str | None) -> str:
+    """The audit table (this run's ``audit.json``) and the attribution scores per class and source."""
+    if stale:
+        return (f"<h2>Shortcut audit: STALE</h2><p class='banner'>The audit file in this folder is not this run's "
+                f"({esc(stale)}). Its verdict is not shown. Run <code>cxrcurate audit {esc(run.path)}</code>.</p>")
+    if audit is None:
         return ("<h2>Shortcut audit</h2><p class='note'>No audit yet: run <code>cxrcurate audit "
                 f"{esc(run.path)}</code> and rebuild this report.</p>")
-    audit = json.loads(path.read_text())
     rows = [{"check": c["name"], "status": c["status"].upper(), "_css": c["status"], "result": c["summary"],
              "thresholds": c["thresholds"]} for c in audit["checks"]]
     masks = audit["lung_masks"]
@@ -252,49 +248,62 @@ def audit_section(run: Any) -> str:
                                               "initial": v.get("initial_mean"), "lift": v["lift"],
                                               "CI low": v["ci95"][0], "CI high": v["ci95"][1]}
                                              for m, v in lifts.items()]))
-    return (f"<h2>Shortcut audit: {esc(audit['verdict'].upper())}</h2><p class='note'>run-{audit['run_index']}, "
-            f"{audit['seconds']} s; lung masks of the {masks['test_images']} test images: {esc(kinds)}.</p>"
+    return (f"<h2>Shortcut audit: {esc(audit['verdict'].upper())}</h2><p><b>{esc(audit.get('verdict_text'))}</b>"
+            f"</p><p class='note'>{seed_name(audit['run_index'])} of run {esc(audit.get('run_id'))}, "
+            f"{audit['seconds']} s; "
+            f"lung masks of the {masks['test_images']} test images: {esc(kinds)}.</p>"
             + table(rows, {"status": "_css"}) + detail)
 
 
-def paper_section(run: Any) -> str:
-    """Our headline figures beside the paper's Table 6, with why they differ."""
-    paper, agg = run.spec.paper, run.metrics["aggregate"]
+def paper_section(run: Any, comparable: bool) -> str:
+    """Our headline figures beside the paper's Table 6, with why they differ; greyed "not comparable" when the run
+    has no evidence."""
+    paper, agg = run.metrics.get("paper") or {}, run.metrics["aggregate"]
     rows = [{"figure": name, "this run (mean over seeds)": agg[key]["mean"], "paper": paper.get(key)}
             for name, key in (("accuracy", "accuracy"), ("COVID-19 F1", "covid_f1"))]
     leaky = run.metrics.get("leaky")
-    return ("<h2>Against the paper</h2>" + table(rows) + "<p class='note'>Paper: Haghanifar et al. 2020 "
-            "(COVID-CXNet), Table 6, on their own data with a per-image split (images of one patient on both "
-            "sides). " + ("This run used the same LEAKY protocol." if leaky else "This run's split keeps patients "
-            "and duplicates on one side, on other data, so the figures are not comparable one to one.")
-            + ("" if paper else " The paper reports no figures for this rung.") + "</p>")
+    text = ("<p class='note'>Paper: Haghanifar et al. 2020 (COVID-CXNet), Table 6, on their own data with a "
+            "per-image split (images of one patient on both sides). " + ("This run used the same LEAKY protocol."
+            if leaky else "This run's split keeps patients and duplicates on one side, on other data, so the figures "
+            "are not comparable one to one.") + ("" if paper else " The paper reports no figures for this rung.")
+            + "</p>")
+    if not comparable:
+        return ("<h2>Against the paper: not comparable</h2><div class='grey'><p>Not comparable: this run shows no "
+                "evidence that the model learned the task, so its figures cannot be set against any other.</p>"
+                + table(rows) + text + "</div>")
+    return "<h2>Against the paper</h2>" + table(rows) + text
 
 
 def write_report(run_path: str | Path, out: str | Path | None = None, options: ReportOptions | None = None) -> Path:
     """Write the HTML report of a run (default ``RUN/report.html``); return its path.
 
     Raises:
-        CxrcurateError: not a run folder, or its manifest / weights cannot be found.
+        CxrcurateError: not a run folder, or its manifest cannot be found.
     """
-    from ..bench.runio import RunFolder
+    from ..bench.metrics import no_evidence
+    from ..bench.record import RunRecord, write_text
+    from .summary import read_audit, summary_box
 
     options = options or ReportOptions()
     started = time.time()
-    run = RunFolder.open(run_path, options.manifest, options.data_root)
-    out = Path(out) if out else run.path / "report.html"
-    predictions = {k: run.predictions(k) for k in run.seeds if (run.seed_dir(k) / "predictions.parquet").is_file()}
-    title = f"{run.spec.name} on {Path(run.config.get('manifest', '')).name} (run folder {run.name})"
+    run = RunRecord.open(run_path, options.manifest, options.data_root)
+    k = options.run_index
+    out = Path(out) if out else run.report_path()
+    predictions = {s: run.predictions(s) for s in run.seeds}
+    audit, stale = read_audit(run)
+    model = run.config["spec"]["name"]
+    title = f"{model} on {Path(run.config.get('manifest', '')).name} (run {run.run_id})"
     banner = ("<p class='banner'>LEAKY per-image split: images of one patient sit on both sides; these figures "
               "overstate what the model does on new patients.</p>" if run.metrics.get("leaky") else "")
     body = [f"<h1>{esc(title)}</h1><p class='note'>cxrcurate report, {time.strftime('%Y-%m-%d %H:%M')}; "
-            f"run folder {esc(run.path.resolve())}</p>", banner, config_section(run),
-            data_section(run, run.frame(options.run_index), options.run_index), metrics_section(run, predictions)]
+            f"run folder {esc(run.path.resolve())}</p>", summary_box(run, k, audit, stale), banner,
+            config_section(run), data_section(run, run.frame(k), k), metrics_section(run, predictions)]
     if options.attributions:
         body.append(attribution_section(run, options))
-    body += [audit_section(run), paper_section(run)]
+    body += [audit_section(run, audit, stale), paper_section(run, not any(no_evidence(r)
+                                                                         for r in run.metrics["runs"]))]
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    write_text(out, page)
     log.info("wrote %s (%.0f KB) in %.1f s", out, out.stat().st_size / 1024, time.time() - started)
     return out

@@ -63,6 +63,18 @@ class LeakMeasure:
         return {"rows": self.rows, "embedding": self.embedding, "neighbours": self.neighbours, **figs,
                 "notes": self.notes}
 
+    def summary(self) -> str:
+        """One line for a comparison table or a report's summary box: copies and own units of the test rows in
+        train, and the k-NN's memorisation gain in ROC AUC (or why it cannot be shown)."""
+        n, parts = self.neighbours, []
+        if n.get("test_rows"):
+            parts.append(f"{n['has_copy'] / n['test_rows']:.0%} of test rows have a copy in train, "
+                         f"{n['has_unit'] / n['test_rows']:.0%} their own unit")
+        gain = self.gain.get("roc_auc")
+        if gain is not None:
+            parts.append(f"k-NN {gain.text()}")
+        return "; ".join(parts) or "nothing to measure"
+
     def to_text(self) -> str:
         n = self.neighbours
         lines = [f"leak measure ({self.embedding} embedding; k-NN, COVID-19 vs the rest): " +
