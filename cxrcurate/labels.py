@@ -137,3 +137,24 @@ def pediatric_from_age(age: float | None) -> tuple[bool | None, str | None]:
     if age is None:
         return None, None
     return (True, "age<18") if age < PEDIATRIC_AGE else (False, "age>=18")
+
+
+# What each column of `cxrcurate stats` means (here, beside the vocabulary, so `--help` shows it without pandas).
+STATS_LEGEND: dict[str, str] = {
+    "kept": "images counted once per picture: rows with keep=True (dedup's choice of one copy per duplicate group; "
+            "label-conflicting groups keep none); before dedup every row counts",
+    "units": "distinct units among the kept images: a unit is what a split keeps on one side (a patient, with "
+             "aliases, and every picture linked to it by a duplicate group or identical pixels/file)",
+    "rows": "every row of the manifest, extra copies included",
+    "copies_not_kept": "rows with keep=False: extra copies of a picture already counted, or label-conflicting copies",
+    "images": "rows of the manifest for this source and label, extra copies included",
+    "patients": "distinct known patient ids",
+    "patients_unknown": "images whose source gives no patient id (each may be a different patient)",
+    "pediatric": "images of children (age < 18, a pediatric source, or a pediatric file name)",
+    "pediatric_unknown": "images with no age and no other evidence of a child or an adult",
+    "pediatric_share": "pediatric / images whose pediatric status is known",
+    "age_median": "median age in years of the images with an age",
+    "source_a, source_b": "two sources; groups: duplicate groups holding pictures of both; rows_not_kept_a: rows of "
+                          "source_a not kept",
+    "flag_*": "images with that quality flag (never used to drop a row)",
+}

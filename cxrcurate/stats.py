@@ -7,31 +7,14 @@ import json
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # pandas is imported by the functions: `cxrcurate stats --help` prints LEGEND without it
+if TYPE_CHECKING:
     import pandas as pd
 
 from .dedup import cross_source_table
 from .labels import LABELS
+from .labels import STATS_LEGEND as LEGEND
 
 # What every column of every `cxrcurate stats` table means (printed under the tables and in `stats --help`).
-LEGEND: dict[str, str] = {
-    "kept": "images counted once per picture: rows with keep=True (dedup's choice of one copy per duplicate group; "
-            "label-conflicting groups keep none); before dedup every row counts",
-    "units": "distinct units among the kept images: a unit is what a split keeps on one side (a patient, with "
-             "aliases, and every picture linked to it by a duplicate group or identical pixels/file)",
-    "rows": "every row of the manifest, extra copies included",
-    "copies_not_kept": "rows with keep=False: extra copies of a picture already counted, or label-conflicting copies",
-    "images": "rows of the manifest for this source and label, extra copies included",
-    "patients": "distinct known patient ids",
-    "patients_unknown": "images whose source gives no patient id (each may be a different patient)",
-    "pediatric": "images of children (age < 18, a pediatric source, or a pediatric file name)",
-    "pediatric_unknown": "images with no age and no other evidence of a child or an adult",
-    "pediatric_share": "pediatric / images whose pediatric status is known",
-    "age_median": "median age in years of the images with an age",
-    "source_a, source_b": "two sources; groups: duplicate groups holding pictures of both; rows_not_kept_a: rows of "
-                          "source_a not kept",
-    "flag_*": "images with that quality flag (never used to drop a row)",
-}
 
 
 def kept_mask(df: pd.DataFrame) -> pd.Series:

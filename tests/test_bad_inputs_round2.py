@@ -182,13 +182,14 @@ def test_a_fifo_where_the_manifest_names_an_image_is_refused_by_every_command(tm
     (folder / "images/901.png").unlink()
     os.mkfifo(folder / "images/901.png")
     code, err = _run(capsys, "show", manifest, "covid-cxnet:images/901.png", "-o", tmp_path / "p.png", "--lungs",
-                     "none")
+                     "none", "--data-root", tmp_path)
     assert code == 1 and "901.png: a FIFO (named pipe), not a regular file" in err
     code = main([str(a) for a in ("preprocess", manifest, "--cache", tmp_path / "c", "--lungs", "none", "--workers",
-                                  "1", "-q")])
+                                  "1", "-q", "--data-root", tmp_path)])
     out = capsys.readouterr()
     assert code == 1 and "Traceback" not in out.err and "901.png: a FIFO (named pipe)" in out.out
-    code, err = _run(capsys, "dedup", manifest, "-q", "--out", tmp_path / "d.parquet", "--workers", "1")
+    code, err = _run(capsys, "dedup", manifest, "-q", "--out", tmp_path / "d.parquet", "--workers", "1",
+                     "--data-root", tmp_path)
     assert code == 1 and "901.png" in err
 
 
@@ -367,7 +368,7 @@ def test_an_incomplete_first_download_does_not_pin_its_digest(tmp_path, capsys):
     _kermany(root, 1_000, 2_000, b"PK truncated")
     code = main(["fetch", "--source", "kermany", "--check", str(root)])
     out = capsys.readouterr().out
-    assert code == 1 and "INCOMPLETE" in out and "not recorded" in out
+    assert code == 3 and "INCOMPLETE" in out and "not recorded" in out  # 3: a check that failed
     _kermany(root, 1_583, 4_273, b"PK the complete archive")
     code = main(["fetch", "--source", "kermany", "--check", str(root)])
     assert code == 0 and "OK: complete" in capsys.readouterr().out
@@ -389,4 +390,4 @@ def test_a_recorded_commit_that_is_not_an_id_never_reaches_a_path(tmp_path, caps
     (root / "data.csv").write_text("patient_id,image_id,sex,admission_offset,projection\np1,aaaa0001,m,0,pa\n")
     (root / ".cxrcurate-source.json").write_text(json.dumps({"commit": "../../../../x"}))
     code = main(["fetch", "--source", "hannover", "--check", str(root)])
-    assert code == 1 and "not a full commit id" in capsys.readouterr().out
+    assert code == 3 and "not a full commit id" in capsys.readouterr().out

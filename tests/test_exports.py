@@ -1,5 +1,7 @@
 """The Python API other projects use: Hugging Face export and the torch Dataset."""
 
+from pathlib import Path
+
 import pytest
 
 from cxrcurate.errors import CxrcurateError
@@ -32,7 +34,7 @@ def _deduplicated_split(sample_build, tmp_path):
     df = cxrcurate.make_split(df, test=0.3, val=0.2, seed=0)
     df["dup_group"] = df["image_id"]
     df.loc[df.index[0], "keep"], df.loc[df.index[1:], "keep"] = False, True
-    path = tmp_path / "split.parquet"
+    path = Path(sample_build.manifest).parent / f"split-{tmp_path.name}.parquet"  # in its data root, as a user keeps it
     cxrcurate.write_manifest(df, path, info=df.attrs["cxrcurate"])
     return df, path
 

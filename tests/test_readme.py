@@ -58,7 +58,8 @@ def test_load_release_says_what_a_release_folder_is_and_carries_its_provenance(t
 
     release = cxrcurate.load_release(ROOT / "manifests" / "v1")
     info = release.attrs["cxrcurate"]
-    assert info["release"] == "v1" and info["table"] == "open" and set(info["sources"]) >= {"cohen", "hannover"}
+    assert info["release"] == "v1" and info["table"] == "release" and info["file"] == "open.parquet"
+    assert set(info["sources"]) >= {"cohen", "hannover"}
     for bad, why in ((tmp_path / "nowhere", "does not exist"), (ROOT / "README.md", "is a file"),
                      (tmp_path, "has no open.parquet")):
         with pytest.raises(CxrcurateError) as exc:

@@ -89,7 +89,7 @@ class BenchOptions:
             raise UsageError(f"--max-images {self.max_images}: must be >= 1 (or left out: every image)")
         if self.n_boot < 0:
             raise UsageError(f"bootstrap resamples {self.n_boot}: must be >= 0")
-        if t.workers < 0:
+        if t.workers is not None and t.workers < 0:  # None: one per core but one (feed.auto_workers)
             raise UsageError(f"--workers {t.workers}: must be >= 0")
 
 

@@ -113,7 +113,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _stats_legend() -> str:
-    from ..stats import LEGEND  # pandas is imported here; help for other commands stays light
+    from ..labels import STATS_LEGEND as LEGEND  # no pandas: `--help` stays light
 
     return "\n".join(f"  {k}: {v}" for k, v in LEGEND.items())
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_args(lk: argparse.ArgumentParser) -> None:
@@ -59,6 +60,8 @@ def _root(args: argparse.Namespace, df: pd.DataFrame) -> Path | None:
 
 def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
     """``leakage`` with split files, crossings, a montage and/or the measure; exit 1 when anything crosses."""
+    import pandas as pd
+
     from ..splitcheck.crossings import crossings, montage
     from ..splits import leakage_report
 
@@ -126,6 +129,8 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 def _side_from_files(args: argparse.Namespace, df: pd.DataFrame, root: Path | None, out: dict[str, Any],
                      text: list[str]) -> pd.Series:
     """Read and match the split files; fill ``out``/``text`` with the matching's account."""
+    import pandas as pd
+
     from ..splitcheck.files import read_split_files
     from ..splitcheck.match import match_entries
 

@@ -65,7 +65,7 @@ def release_repositories(release: str | os.PathLike) -> list[ReleaseRepository]:
             than ``<source>/<repo_path>``; or a source is not one cxrcurate fetches from GitHub.
     """
     df = _table(release)
-    missing = [c for c in COLUMNS if c not in df.columns]
+    missing = [c for c in COLUMNS if c not in df.columns or df[c].isna().all()]  # a foreign table: absent = null
     if missing:
         raise CxrcurateError(f"release {release}: its table has no column(s) {missing}; it does not name where its "
                              "files come from, so it cannot be fetched (fetch each source with `cxrcurate fetch "
