@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..manifest import SCHEMA
+from ..tables import table_info
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
 # The JSON-LD context of Croissant 1.0 (the terms this file uses map to schema.org, Croissant and Dublin Core).
@@ -98,7 +99,7 @@ def _record_set(name: str, file: str, schema: pa.Schema) -> dict[str, Any]:
 def croissant(folder: str | Path) -> dict[str, Any]:
     """The Croissant description of the release in ``folder`` (a JSON-LD object), read from its files."""
     folder = Path(folder)
-    meta = json.loads(pq.read_schema(folder / "open.parquet").metadata[b"cxrcurate_release"])
+    meta = table_info(folder / "open.parquet")
     version = str(meta["release"])
     table = pq.read_table(folder / "open.parquet", columns=["source", "repository", "license"]).to_pandas()
     licenses = sorted({str(x) for x in table["license"].dropna()})
