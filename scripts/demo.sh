@@ -39,11 +39,11 @@ stage bench "^wrote " "${cx[@]}" bench --model base-cnn --quick --manifest "$m" 
 "${cx[@]}" bench --compare "$out/run" --format json | "$py" -c '
 import json, sys
 r = json.load(sys.stdin)[0]
-model, n, units, auc, bacc, chance = (r[k] for k in ("model", "test n", "units", "ROC AUC", "balanced acc", "at chance"))
-note = " (expected: 30 images, two epochs: a smoke test of the path, not a result)" if chance != "no" else ""
+model, n, units, auc, bacc, evidence = (r[k] for k in ("model", "test n", "units", "ROC AUC", "balanced acc", "evidence"))
+note = " (expected: 30 images, two epochs: a smoke test of the path, not a result)" if evidence != "yes" else ""
 print(f"{chr(32) * 15}{model} on {n} test images ({units} units): ROC AUC {auc}, balanced acc {bacc}; "
-      f"at chance: {chance}{note}")'
+      f"evidence: {evidence}{note}")'
 stage audit "verdict|^wrote " "${cx[@]}" audit "$out/run" --no-loso --methods gradcam --max-images 8 || true
-stage report "^wrote " "${cx[@]}" report "$out/run" -o "$out/report.html" --methods gradcam --cases 1
+stage report "^wrote " "${cx[@]}" report "$out/run" -o "$out/report.html" --methods gradcam
 echo "stats: ${cx[*]} stats $m   (kept images and units per label and split)"
 echo "done in $((SECONDS - started)) s after set-up. Open the report: $out/report.html"

@@ -3,7 +3,6 @@ the machine, and the batched augmentation path of ``fit`` (run here on CPU tenso
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch", reason="the [bench] extra installs torch")
@@ -27,7 +26,9 @@ def test_cli_bench_fills_and_reads_the_default_cache(toy_manifest, tmp_path, mon
     stamp = {e: e.stat().st_mtime_ns for e in entries}
     assert main(args + ["--out", str(tmp_path / "b")]) == 0  # warm: read, not rewritten
     assert {e: e.stat().st_mtime_ns for e in entries} == stamp
-    history = pd.read_csv(tmp_path / "b/run-0/history.csv")
+    from cxrcurate.bench.record import RunRecord
+
+    history = RunRecord.open(tmp_path / "b").history(0)
     assert history["data_wait_share"].between(0, 1).all()
 
     other = tmp_path / "other-cache"

@@ -189,7 +189,7 @@ def test_a_class_with_too_few_units_fails_before_training_naming_it(toy_manifest
     one = pd.concat([one, df[df["label"] == "normal"].head(1)])  # a single negative
     path = write_manifest(one, tmp_path / "one.parquet", read_info(toy_manifest))
     code = main(["bench", "--model", "base-cnn", "--manifest", str(path), "--out", str(tmp_path / "r"), "-q",
-                 "--size", "32", "--epochs", "1", "--workers", "0"])
+                 "--size", "32", "--epochs", "1", "--workers", "0", "--data-root", str(toy_manifest.parent)])
     err = capsys.readouterr().err
     assert code == 1 and "too few images of class non-covid" in err and "non-covid 1" in err, err
     assert "least populated" not in err and not (tmp_path / "r" / record.RECORD).exists()

@@ -24,10 +24,10 @@ FIX = Path(__file__).parent / "fixtures" / "splitfiles"
 @pytest.fixture(scope="module")
 def deduped(sample_build, tmp_path_factory) -> Path:
     """The shipped sample, built and deduplicated (its copies carry one dup group)."""
-    out = tmp_path_factory.mktemp("split-sample") / "manifest.parquet"
+    name = tmp_path_factory.mktemp("split-sample").name  # a fresh name in the sample's data root, where users keep it
+    out = Path(sample_build.manifest).with_name(f"{name}.parquet")
     assert main(["dedup", str(sample_build.manifest), "--out", str(out), "-q", "--workers", "1"]) == 0
-    dropped = Path(sample_build.dropped)
-    out.with_name("manifest.dropped.parquet").write_bytes(dropped.read_bytes())
+    out.with_name(f"{name}.dropped.parquet").write_bytes(Path(sample_build.dropped).read_bytes())
     return out
 
 
@@ -130,11 +130,11 @@ def test_datasetdict_and_parquet_folder_match_by_image_bytes(deduped, tmp_path):
 def test_cli_checks_a_published_pair_in_one_command(deduped, tmp_path, capsys):
     args = ["leakage", str(deduped), "--split-file", f"train={FIX / 'train_COVIDx.txt'}",
             "--split-file", str(FIX / "test_COVIDx.txt")]
-    assert main(args) == 1  # the same radiograph on both sides under two patient ids
+    assert main(args) == 3  # the same radiograph on both sides under two patient ids
     out = capsys.readouterr().out
     assert "LEAKAGE FOUND" in out and "not in the manifest" in out
     assert "cohen:images/19abe1f3.jpg (cohen, patient cohen:230)  <->  test hannover:png/19abe1f3.png" in out
-    assert main(args + ["--format", "json"]) == 1
+    assert main(args + ["--format", "json"]) == 3
 
     def no_nan(name: str):
         raise AssertionError(f"{name} in JSON output")
@@ -146,7 +146,7 @@ def test_cli_checks_a_published_pair_in_one_command(deduped, tmp_path, capsys):
     assert doc["split_files"]["per_source"]["(no tag)"] == {"matched": 4, "not in the manifest": 1}
     assert [u["name"] for u in doc["split_files"]["unmatched_entries"]] == [
         "47c78742-4998-4878-aec4-37b11b1354ac.png"]
-    assert main(args + ["--examples", "0"]) == 1
+    assert main(args + ["--examples", "0"]) == 3
     assert "<->" not in capsys.readouterr().out
 
 
@@ -154,11 +154,11 @@ def test_cli_a_file_on_two_sides_is_a_leak(deduped, tmp_path, capsys):
     twice = tmp_path / "test_list.txt"
     twice.write_text("236 483f2ad8.jpg positive cohen\n")
     assert main(["leakage", str(deduped), "--split-file", f"train={FIX / 'train_COVIDx8B.txt'}",
-                 "--split-file", f"test={twice}", "--format", "json"]) == 1
+                 "--split-file", f"test={twice}", "--format", "json"]) == 3
     doc = json.loads(capsys.readouterr().out)
     assert doc["split_files"]["named_on_two_sides_list"][0]["image_id"] == "cohen:images/483f2ad8.jpg"
     assert main(["leakage", str(deduped), "--split-file", f"train={FIX / 'train_COVIDx8B.txt'}",
-                 "--split-file", str(FIX / "test_COVIDx8B.txt"), "--format", "json"]) == 1
+                 "--split-file", str(FIX / "test_COVIDx8B.txt"), "--format", "json"]) == 3
     cross = json.loads(capsys.readouterr().out)["crossings"]
     # a chain through a row no entry names: train cohen 483f2ad8.jpg = hannover 483f2ad8.png (no side), whose
     # patient hannover:48bbd9e5 is also the patient of test 0578e08b.png
@@ -186,6 +186,6 @@ def test_cli_one_matched_side_is_not_checked_and_the_montage_draws_pairs(deduped
     assert "NOT CHECKED" in out and "OK" not in out and "no entry of side(s) test matches" in out
     png = tmp_path / "pairs.png"
     assert main(["leakage", str(deduped), "--split-file", f"train={FIX / 'train_COVIDx.txt'}", "--split-file",
-                 str(FIX / "test_COVIDx.txt"), "--montage", str(png), "--examples", "2"]) == 1
+                 str(FIX / "test_COVIDx.txt"), "--montage", str(png), "--examples", "2"]) == 3  # a leak: check failed
     with Image.open(png) as im:
         assert im.format == "PNG" and im.height == 1 * (200 + 44)  # the one crossing pair, 200 px high + captions

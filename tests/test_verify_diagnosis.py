@@ -13,6 +13,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from cxrcurate.cli import main
+from cxrcurate.release.build import file_hashes
+from cxrcurate.tables import table_info, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "manifests" / "v1"
@@ -30,7 +32,9 @@ def _sample_rows() -> pd.DataFrame:
 def _release(tmp_path: Path, rows: pd.DataFrame) -> Path:
     folder = tmp_path / "release"
     folder.mkdir()
-    rows.to_parquet(folder / "open.parquet", index=False)  # TABLES: a release table as a test fixture
+    info = {k: v for k, v in table_info(RELEASE / "open.parquet").items() if k not in ("table", "table_version")}
+    write_table(rows, folder / "open.parquet", "release", info)  # a release table, with its release.json digests
+    (folder / "release.json").write_text(json.dumps({"release": "v1", "files": file_hashes(folder)}))
     return folder
 
 
@@ -48,7 +52,7 @@ def test_the_same_files_in_another_layout_are_recognised(tmp_path, capsys):
     root = tmp_path / "raw"
     shutil.copytree(SAMPLE / "hannover", root / "hannover")
     shutil.copytree(SAMPLE / "cohen", root / "covid-chestxray-dataset-main")  # the archive's own folder name
-    assert main(["verify", "--release", str(release), "--root", str(root)]) == 1
+    assert main(["verify", "--release", str(release), "--root", str(root)]) == 3
     out = capsys.readouterr().out
     assert "9 missing" in out and "ANOTHER LAYOUT: 9 missing files have the same file name elsewhere" in out
     assert "(9 of them byte-identical" in out
@@ -64,7 +68,7 @@ def test_resized_copies_are_recognised(tmp_path, capsys):
     root = tmp_path / "raw"
     for source in ("cohen", "hannover"):
         shutil.copytree(SAMPLE / source, root / source)
-    assert main(["verify", "--release", str(release), "--root", str(root), "--format", "json"]) == 1
+    assert main(["verify", "--release", str(release), "--root", str(root), "--format", "json"]) == 3
     doc = json.loads(capsys.readouterr().out)
     assert not doc["ok"] and len(doc["changed"]) == len(rows)
     resized = doc["diagnosis"]["resized"]
@@ -83,7 +87,7 @@ def test_a_re_encoded_copy_is_recognised(tmp_path, capsys):
     info = PngInfo()
     info.add_text("Software", "an image editor")
     Image.open(png).save(png, pnginfo=info)  # same pixels and size, other bytes
-    assert main(["verify", "--release", str(release), "--root", str(root)]) == 1
+    assert main(["verify", "--release", str(release), "--root", str(root)]) == 3
     out = capsys.readouterr().out
     assert "1 changed" in out and "RE-ENCODED OR EDITED COPIES: 1 files" in out and "006f3a8a.png" in out
     assert "RESIZED" not in out and "ANOTHER LAYOUT" not in out

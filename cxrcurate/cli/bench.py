@@ -68,10 +68,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.quick:
             raise UsageError("give --manifest PATH (or --quick to run on the sample shipped with cxrcurate)")
         from ..build import build_manifest
-        from ..sample import sample_sources
+        from ..sample import copy_sample
 
         print("no --manifest: building the shipped sample (30 images; a smoke test, not a benchmark)")
-        manifest = build_manifest(sample_sources(), runs_dir / "sample-manifest", workers=1, progress=False).manifest
+        folder = runs_dir / "sample-manifest"
+        manifest = build_manifest(copy_sample(folder), folder, data_root=folder, workers=1, progress=False).manifest
         if not args.negatives:
             opts.negatives = ("normal", "pneumonia", "other")
     run = run_bench(manifest, args.out, opts, progress=not args.quiet)

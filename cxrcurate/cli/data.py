@@ -18,19 +18,11 @@ def _sample_sources() -> list[tuple[str, Path]]:
 
 
 def _copy_sample(out: Path) -> list[tuple[str, Path]]:
-    """The shipped sample copied into ``out`` (one folder per source; 2 MB), so the manifest written there sits in
-    its own data root and every later command finds its images without ``--data-root``."""
-    import shutil
-
     from ..manifest import check_output_folder
+    from ..sample import copy_sample
 
     check_output_folder(out)
-    copied = []
-    for name, folder in _sample_sources():
-        shutil.copytree(folder, Path(out) / name, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.py", "*.pyc"))
-        copied.append((name, Path(out) / name))
-    return copied
+    return copy_sample(out)
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
@@ -86,11 +78,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
     from ..dedup import read_pairs
-    from ..manifest import read_manifest
+    from ..manifest import MANIFEST_KINDS
     from ..splits import split_groups
     from ..stats import LEGEND, duplicates_table, label_source_table, legend, render, split_summary
+    from ..tables import read_table
 
-    df = read_manifest(args.manifest)  # a manifest, a release's open.parquet, or your own table
+    # a manifest, a release's open.parquet or nih-cxr14.parquet, or your own table
+    df = read_table(args.manifest, (*MANIFEST_KINDS, "nih-cxr14"))
     units = None if "unit" in df.columns else split_groups(df, read_pairs(args.manifest))
     tables = [("summary", "kept images and units per label and split (one copy per picture)",
                split_summary(df, units)),

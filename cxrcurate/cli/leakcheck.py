@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from .codes import EXIT_CHECK_FAILED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
         text.append(f"NOT CHECKED: only side(s) {present} hold manifest rows; a leak needs two sides, so this split "
                     "cannot be checked against this manifest (add the sources its other side names)")
         print(json.dumps(out, indent=2, default=str) if args.format == "json" else "\n".join(text))
-        return 1
+        # a file named on both sides is a leak whatever else matched; otherwise nothing could be checked (data)
+        return EXIT_CHECK_FAILED if out.get("split_files", {}).get("named_on_two_sides") else 1
     report = leakage_report(df.assign(_side=side), split_column="_side", pairs=pairs_df, radius=args.radius)
     report.split_column = "split files" if args.split_file else ("per-image" if args.per_image else args.split_column)
     cross = crossings(df, side, pairs_df)
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace, df: pd.DataFrame, pairs: Any) -> int:
         out["measure"] = result.to_dict()
         text.append(result.to_text())
     print(json.dumps(out, indent=2, default=str) if args.format == "json" else "\n".join(text))
-    return 0 if report.ok and not out.get("split_files", {}).get("named_on_two_sides") else 1
+    return 0 if report.ok and not out.get("split_files", {}).get("named_on_two_sides") else EXIT_CHECK_FAILED
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -135,9 +137,10 @@ def _side_from_files(args: argparse.Namespace, df: pd.DataFrame, root: Path | No
     from ..splitcheck.match import match_entries
 
     entries = read_split_files(args.split_file, args.split_format)
-    dropped_path = args.manifest.with_name(args.manifest.stem + ".dropped.parquet")
-    # TABLES: read_table(dropped_path, "dropped") once tables.py lands (and the release's open.dropped.parquet)
-    dropped = pd.read_parquet(dropped_path) if dropped_path.is_file() else None
+    from ..tables import beside, read_table  # pandas: loaded when the command runs, not for --help
+
+    dropped_path = beside(args.manifest, "dropped")  # the build's manifest.dropped.parquet, a release's open.dropped
+    dropped = read_table(dropped_path, "dropped") if dropped_path.is_file() else None
     originals = args.originals or (root / "ORIGINALS.csv" if root is not None else None)
     if args.originals is not None and not args.originals.is_file():
         raise UsageError(f"--originals {args.originals}: no such file")
