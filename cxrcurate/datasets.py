@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from .errors import CxrcurateError
+from .imageio import decode_image
+from .labels import LABELS
 from .manifest import load_frame, resolve_data_root, row_paths, select_rows
+from .preprocess.cache import cache_folder, entry_path
 
 DEFAULT_CLASSES = ("normal", "covid19", "pneumonia")
 DEFAULT_SIZE = 224  # side of a plain (not preprocessed) item, so a default DataLoader can batch them
@@ -117,8 +120,6 @@ class ManifestDataset:
             if preprocess is None:
                 raise CxrcurateError("a tensor cache holds preprocessed inputs: pass preprocess= (the "
                                      "PreprocessConfig the cache was built with) together with cache=")
-            from .preprocess.cache import cache_folder, entry_path
-
             self.cache_folder = cache_folder(cache, preprocess)
             self.cached = [e if (e := entry_path(self.cache_folder, sha, iid)).exists() else None
                            for sha, iid in zip(self.frame["pixel_sha256"], self.image_ids, strict=True)]
@@ -155,16 +156,16 @@ class ManifestDataset:
         if entry is not None:
             array = np.load(entry, mmap_mode="r" if self.mmap else None)
             return np.array(array, copy=True) if self.mmap else array
-        from .imageio import decode_image
-
         pixels = decode_image(self.paths[index]).pixels
         if self.preprocess is None:
             if self.size is not None:
+                # cv2: loaded only when an item is resized
                 from .preprocess.enhance import resize
 
                 pixels = resize(pixels, (self.size, self.size))
             return pixels[None]
         if self._pre is None:
+            # cv2: loaded only when an item is preprocessed
             from .preprocess.pipeline import Preprocessor
 
             self._pre = Preprocessor(self.preprocess)
@@ -222,8 +223,6 @@ def to_hf_dataset(manifest: Any, data_root: str | os.PathLike | None = None, kee
     import warnings
 
     import datasets
-
-    from .labels import LABELS
 
     frame = load_frame(manifest)
     root = resolve_data_root(frame, data_root)

@@ -94,6 +94,7 @@ def test_fit_applies_the_batch_augmentation_where_the_batch_is(tmp_path):
 def test_bench_on_a_gpu_augments_on_the_device(toy_manifest, tmp_path, monkeypatch):
     """The GPU wiring of ``run_bench`` (dataset without per-sample augmentation or normalisation, ``BatchAugment``
     in ``fit``), run on CPU tensors by telling the bench its device wants batches."""
+    import cxrcurate.bench.run as bench_run
     from cxrcurate.bench.run import BenchOptions, run_bench
     from cxrcurate.preprocess.augment import PaperAugment
 
@@ -111,6 +112,7 @@ def test_bench_on_a_gpu_augments_on_the_device(toy_manifest, tmp_path, monkeypat
     monkeypatch.setattr(BatchAugment, "__call__", batch)
     monkeypatch.setattr(PaperAugment, "__call__", sample)
     monkeypatch.setattr(feed, "wants_batch_augment", lambda device: True)
+    monkeypatch.setattr(bench_run, "wants_batch_augment", lambda device: True)  # run imports it at its top
     train = TrainConfig(epochs=1, batch_size=8, workers=0, lr=1e-3, patience=3)
     opts = BenchOptions(model="base-cnn", init="random", size=32, n_boot=50, train=train, augment=True,
                         cache=str(tmp_path / "cache"), negatives=("normal", "pneumonia"))

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..bench.runio import batches
 from ..errors import CxrcurateError
 from .overlays import METHODS, TITLES
 
@@ -230,8 +231,6 @@ def attribute_dataset(model: nn.Module, ds: Any, black: torch.Tensor, options: A
         the maps ``(H, W)`` keyed by ``(image_id, method)`` (all, or only the ids in ``keep``); and
         ``gradcam_layer`` / ``gradcam_map`` (the layer's name and its map's size before upsampling).
     """
-    from ..bench.runio import batches
-
     if hasattr(model, "decide"):
         return _attribute_cascade(model, ds, black, options, device, keep)
     attributor: Attributor | None = None
@@ -259,8 +258,6 @@ def _attribute_cascade(model: nn.Module, ds: Any, black: torch.Tensor, options: 
                        keep: set[str] | None) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray], dict[str, Any]]:
     """``attribute_dataset`` for the hierarchical rung: each image is explained by the stage that decided it
     (stage 1 for normal, stage 2 for COVID-19 and other pneumonia), for the class that stage chose."""
-    from ..bench.runio import batches
-
     covid = model.order[2]
     stages = model.stages()
     attributors: dict[int, Attributor] = {}

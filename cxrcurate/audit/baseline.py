@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..bench.runio import ClassScores, HierarchicalScores
+from ..models.ladder import build_model
 from .base import unit_bootstrap
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,6 @@ def run_seed(run: Any, k: int) -> int:
 def initial_model(run: Any, k: int, device: Any) -> tuple[Any | None, str]:
     """Run-K's network with its starting weights, wrapped as the trained one is; or ``(None, why not)``."""
     import torch
-
-    from ..bench.runio import ClassScores, HierarchicalScores
-    from ..models.ladder import build_model
 
     if run.spec.zero_shot:
         return None, "zero-shot rung: nothing was trained, so there is no initial network to compare with"

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bench.metrics import score
+from ..bench.record import RunRecord
+from ..bench.run import BenchOptions, run_bench
+from ..bench.runio import batches
+from ..bench.train import TrainConfig
 from ..errors import CxrcurateError
+from ..splits import leakage_report
 from .base import Check, unit_bootstrap, worst
 
 log = logging.getLogger(__name__)
@@ -54,8 +60,6 @@ THRESHOLDS = {
 
 def _features(run: Any, model: Any, rows: pd.DataFrame, batch_size: int, workers: int, device: Any) -> np.ndarray:
     import torch
-
-    from ..bench.runio import batches
 
     out = []
     with torch.no_grad():
@@ -155,9 +159,6 @@ def source_probe(run: Any, model: Any, frame: pd.DataFrame, options: Any, device
 def _heldout_score(run: Any, loso_dir: Path, source: str) -> dict[str, Any]:
     """AUC and accuracy of the LOSO model (``loso_dir``, trained with ``holdout_source``) on the held-out source's
     test rows, beside the audited run's own in-distribution figures."""
-    from ..bench.metrics import score
-    from ..bench.record import RunRecord
-
     pred = RunRecord.open(loso_dir).predictions(0)
     held = pred[pred["source"] == source]
     if held.empty:
@@ -180,9 +181,6 @@ def leave_one_source_out(run: Any, frame: pd.DataFrame, options: Any, progress: 
     is compared on ONE metric: AUC when it is defined for all of them, else accuracy for all.
     """
     from tqdm.auto import tqdm
-
-    from ..bench.run import BenchOptions, run_bench
-    from ..bench.train import TrainConfig
 
     sources = sorted(frame["source"].unique())
     name, limits = "leave_one_source_out", THRESHOLDS["leave_one_source_out"]
@@ -281,8 +279,6 @@ def leakage(frame: pd.DataFrame, split_policy: str | None, manifest: pd.DataFram
             pairs: pd.DataFrame | None = None) -> Check:
     """The ``leakage`` check: ``leakage_report`` of the run's split over the full ``manifest`` (when given; else
     over the run's rows only), with dedup's ``pairs`` table when there is one; the report is included whole."""
-    from ..splits import leakage_report
-
     rows = with_run_split(manifest, frame) if manifest is not None else frame
     report = leakage_report(rows, pairs=pairs)
     found = {k: f.total for k, f in report.findings.items() if f.total}

@@ -37,8 +37,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .attribution import AttributionOptions
+from ..bench.runio import RunFolder, batches
+from ..bench.train import device_for
+from . import checks as more
+from .attribution import AttributionOptions, attribute_dataset, lung_scores, summarise
 from .base import AuditOptions, Check, to_json, unit_bootstrap
+from .baseline import initial_model, paired_lift
+from .lungmasks import LungMasks, input_masks
 from .overlays import overlay_rows, report_cases
 from .runinputs import full_manifest, pairs_of, reload_difference, sample_rows
 from .verdict import audit_table, gate, verdict
@@ -153,8 +158,6 @@ def region_predictions(model: Any, ds: Any, masks: dict[str, np.ndarray | None],
     """
     import torch
 
-    from ..bench.runio import batches
-
     def logp(x: Any) -> np.ndarray:
         with torch.no_grad():
             return torch.log_softmax(model(x).double(), dim=1).cpu().numpy()
@@ -227,8 +230,6 @@ def vote(statuses: list[str]) -> str:
 def attribution_lifts(scores: pd.DataFrame, initial: pd.DataFrame, units: dict[str, str], n_boot: int, seed: int,
                       ) -> dict[str, dict[str, Any]]:
     """Per method: ``baseline.paired_lift`` of the lung share (trained vs initial network, image by image)."""
-    from .baseline import paired_lift
-
     both = scores.merge(initial[["image_id", "method", "lung_share", "pointing_hit"]], on=["image_id", "method"],
                         suffixes=("", "_initial"))
     out = {}
@@ -281,13 +282,6 @@ def run_audit(run_path: str | Path, options: AuditOptions | None = None, progres
         CxrcurateError: not a run folder, its weights or manifest cannot be found, or bad options.
     """
     from tqdm.auto import tqdm
-
-    from ..bench.runio import RunFolder
-    from ..bench.train import device_for
-    from . import checks as more
-    from .attribution import attribute_dataset, lung_scores, summarise
-    from .baseline import initial_model
-    from .lungmasks import LungMasks, input_masks
 
     options = options or AuditOptions()
     started = time.time()

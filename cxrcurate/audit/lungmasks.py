@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import CxrcurateError
+from ..imageio import decode_image
+from ..manifest import safe_path
+from ..preprocess.config import SHIPPED_WEIGHTS
 
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "ground-truth", "unet")
@@ -85,7 +88,7 @@ class LungMasks:
             LungWeightsError: the weights cannot be loaded.
         """
         if self._segmenter is None:
-            from ..preprocess.config import SHIPPED_WEIGHTS
+            # torch: loaded only when lungs are segmented
             from ..preprocess.lungs import LungSegmenter
 
             self._segmenter = LungSegmenter(self.weights or SHIPPED_WEIGHTS, device=self.device)
@@ -102,6 +105,7 @@ class LungMasks:
         paths = _field(row, "mask_paths")
         has_truth = paths is not None and len(paths) > 0
         if has_truth and self.source in ("auto", "ground-truth"):
+            # torch: train_lungs (home of read_mask) imports torch at its top
             from ..preprocess.train_lungs import read_mask
 
             try:
@@ -132,6 +136,7 @@ def to_input(mask: np.ndarray, config: Any, dilate: float = DILATE) -> np.ndarra
     """
     import cv2
 
+    # cv2: loaded only when masks are fitted to an input
     from ..preprocess.enhance import fit_shape, pad_square
 
     size = config.size
@@ -147,13 +152,11 @@ def to_input(mask: np.ndarray, config: Any, dilate: float = DILATE) -> np.ndarra
 
 def input_masks(masks: LungMasks, rows: Any, config: Any) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
     """Each row's lung mask in input space (None where none exists) and its kind, keyed by ``image_id``."""
-    from ..imageio import decode_image
-    from ..manifest import safe_path
-
     out: dict[str, np.ndarray | None] = {}
     kinds: dict[str, str] = {}
     crop = None
     if config.lungs_path is not None:  # the model saw the lung crop: cut the mask to the same box first
+        # cv2: loaded only when inputs are rendered
         from ..preprocess.pipeline import Preprocessor
 
         crop = Preprocessor(config)

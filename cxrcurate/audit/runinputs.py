@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..dedup import read_pairs
+
 log = logging.getLogger(__name__)
 
 
@@ -33,8 +35,6 @@ def full_manifest(run: Any) -> pd.DataFrame | None:
 
 def pairs_of(run: Any) -> pd.DataFrame | None:
     """Dedup's pairs table beside the run's manifest, when there is one."""
-    from ..dedup import read_pairs
-
     return read_pairs(run.manifest_path)
 
 

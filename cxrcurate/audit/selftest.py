@@ -45,6 +45,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bench.record import RunRecord, selftest_path, write_text
+from ..dedup.hashindex import pairs_within
+from ..errors import CxrcurateError
+from ..imageio import decode_image, fingerprint, is_image_name, phash64
+from ..manifest import write_manifest
+from ..preprocess.config import SHIPPED_WEIGHTS
+from ..sample import SAMPLE_ROOT
+
 log = logging.getLogger(__name__)
 MARKER, HAZE, LOW_DELTA = "R", 60, 40  # the letter; lung haze and the low-contrast letter, in gray levels
 DUP_RADIUS = 8
@@ -132,8 +140,6 @@ def real_images(side: int, n: int, data_dir: str | Path | None = None, seed: int
     """
     import cv2
 
-    from ..sample import SAMPLE_ROOT
-
     rng = np.random.default_rng(seed)
     picked: list[tuple[np.ndarray, np.ndarray, str]] = []
     for root in ([Path(data_dir)] if data_dir else []) + [Path(SAMPLE_ROOT)]:
@@ -163,8 +169,6 @@ def real_images(side: int, n: int, data_dir: str | Path | None = None, seed: int
     picked = [(img, lungs, f"sample:{key}") for img, lungs, key in picked]
     pictures = same_picture_same_patient(picked + sample_pictures(side))
     if not pictures:
-        from ..errors import CxrcurateError
-
         raise CxrcurateError("no real CXRs with lung masks found (shared data folder or shipped sample)")
     # the shipped sample: too few pictures, so each is repeated with a small jitter; every copy keeps its
     # picture's key, so the copies of one picture are one unit (one patient), on one side of the split
@@ -188,11 +192,8 @@ def sample_pictures(side: int) -> list[tuple[np.ndarray, np.ndarray, str]]:
     lungs the shipped U-Net finds; an image where it finds none (a figure, a lateral view) is left out."""
     import cv2
 
-    from ..imageio import decode_image, is_image_name
-    from ..preprocess.config import SHIPPED_WEIGHTS
+    # torch: loaded only when the lung check runs
     from ..preprocess.lungs import LungSegmenter
-    from ..sample import SAMPLE_ROOT
-
     segmenter = LungSegmenter(SHIPPED_WEIGHTS)
     out = []
     for path in sorted(Path(SAMPLE_ROOT).rglob("*")):
@@ -219,9 +220,6 @@ def same_picture_same_patient(images: list[tuple[np.ndarray, np.ndarray, str]], 
     The Cohen collection holds the same picture under two patient ids; without this a copy could land on both sides
     of the split (the audit's leakage check rightly fails that) and carry both labels.
     """
-    from ..dedup.hashindex import pairs_within
-    from ..imageio import phash64
-
     parent = list(range(len(images)))
 
     def find(i: int) -> int:
@@ -250,9 +248,6 @@ def scenario_manifest(out: Path, images: list[tuple[np.ndarray, np.ndarray, str]
     planted signal, not by which picture it is."""
     import cv2
     from PIL import Image
-
-    from ..imageio import fingerprint
-    from ..manifest import write_manifest
 
     out = Path(out)
     for d in ("images", "marked", "plain", "lungs"):
@@ -306,6 +301,7 @@ def expected_verdicts(scenario: dict[str, Any], reliance: float, evidence: bool 
 
 def marker_reliance(run_path: Path) -> dict[str, Any]:
     """Mean change of P(COVID-19) on the test images with the marker burnt into all of them versus none."""
+    # torch: loaded only when the model checks run
     from ..bench.runio import RunFolder, batches, predict_scores
     from ..bench.train import device_for
 
@@ -355,7 +351,7 @@ def run_self_test(out: str | Path, options: SelfTestOptions | None = None, progr
     Raises:
         CxrcurateError: no real images, or training or the audit fails (e.g. missing dependencies).
     """
-    from ..bench.record import RunRecord, selftest_path, write_text
+    # torch: loaded only when the self-test trains and audits
     from ..bench.run import BenchOptions, run_bench
     from ..bench.train import TrainConfig
     from .attribution import AttributionOptions

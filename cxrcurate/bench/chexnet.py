@@ -16,7 +16,12 @@ from torch import nn
 
 from ..datasets import ManifestDataset
 from ..errors import CxrcurateError
+from ..manifest import read_manifest, resolve_data_root
 from ..models import CHEXNET_FINDINGS, IMAGENET_MEAN, IMAGENET_STD
+from ..models.ladder import save_weights
+from ..preprocess.augment import PaperAugment
+from ..preprocess.config import PreprocessConfig
+from ..splits import make_split
 from .feed import loader_settings
 from .train import TrainConfig, device_for, distributed, fit
 
@@ -71,12 +76,6 @@ def pretrain_chexnet(manifest: str | Path, out: str | Path, size: int = 224, cfg
     """
     import timm
     from sklearn.metrics import roc_auc_score
-
-    from ..manifest import read_manifest, resolve_data_root
-    from ..models.ladder import save_weights
-    from ..preprocess.augment import PaperAugment
-    from ..preprocess.config import PreprocessConfig
-    from ..splits import make_split
 
     cfg = cfg or TrainConfig(epochs=10, batch_size=16, lr=1e-3, patience=2)
     df = read_manifest(manifest)

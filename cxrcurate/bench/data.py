@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CxrcurateError
+from ..splits import make_split, split_groups
 
 log = logging.getLogger(__name__)
 SPLIT_POLICIES = ("group", "manifest", "per-image")
@@ -88,8 +89,6 @@ def prepare(df: pd.DataFrame, classes: Sequence[str], split_policy: str = "group
             unit on two sides.
     """
     from sklearn.model_selection import train_test_split
-
-    from ..splits import make_split, split_groups
 
     if split_policy not in SPLIT_POLICIES:
         raise CxrcurateError(f"unknown split policy {split_policy!r}; choose from {list(SPLIT_POLICIES)}")

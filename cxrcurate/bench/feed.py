@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..preprocess.cache import build_cache
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "CXRCURATE_CACHE"
@@ -70,8 +72,6 @@ def fill_cache(rows: Any, root: Path, config: Any, cache: str | os.PathLike, dev
         CxrcurateError: as ``build_cache`` (lung weights missing, unsafe paths).
     """
     import torch
-
-    from ..preprocess.cache import build_cache
 
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     result = None

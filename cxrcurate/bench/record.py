@@ -40,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import UsageError
+from ..manifest import read_manifest, resolve_data_root
 from ..tables import HOMES, TableKind, read_table, register, table_info, write_table
 from .runmeta import SCHEMA, VERSION, RunFolderError, identity, read_json, settle, write_json, write_text  # noqa: I001
 
@@ -339,15 +340,11 @@ class RunRecord:
     @cached_property
     def manifest(self) -> pd.DataFrame:
         """The manifest the run was made from."""
-        from ..manifest import read_manifest
-
         return read_manifest(self.manifest_path)
 
     @cached_property
     def root(self) -> Path:
         """The data root the manifest's paths are relative to."""
-        from ..manifest import resolve_data_root
-
         recorded = self.config.get("data_root") if (self.path / CONFIG).is_file() else None
         return resolve_data_root(self.manifest, self.data_root_override or recorded)
 

@@ -14,13 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..datasets import ManifestDataset
+from ..dedup import read_pairs
 from ..errors import UsageError
+from ..manifest import read_manifest, resolve_data_root
 from ..models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, get_spec
+from ..models.ladder import build_model, save_weights
+from ..preprocess.augment import AugmentConfig, BatchAugment, PaperAugment
+from ..preprocess.config import CHANNELS, HISTOGRAM_REFERENCE, SHIPPED_LUNGS, PreprocessConfig
 from .compare import summary_markdown
 from .data import TaskData, prepare
+from .feed import fill_cache, wants_batch_augment
 from .metrics import aggregate, evidence, score
 from .record import RunRecord, default_out, identity, settle
-from .train import TrainConfig
+from .train import TrainConfig, device_for, distributed, fit, predict, seed_everything
 
 log = logging.getLogger(__name__)
 # what --quick fills in, for each option the user did not set
@@ -96,8 +103,6 @@ class BenchOptions:
 def preprocess_config(spec: ModelSpec, size: int):
     """The preprocessing a rung's input needs: original/CLAHE/BEASF or the original thrice; lungs or not; histogram
     matching to the shipped reference for the multiclass rungs (the paper's step)."""
-    from ..preprocess.config import CHANNELS, HISTOGRAM_REFERENCE, SHIPPED_LUNGS, PreprocessConfig
-
     channels = CHANNELS if spec.channels == "enhanced" else ("original",) * 3
     return PreprocessConfig(size=size, channels=channels, lungs=SHIPPED_LUNGS if spec.lungs else None,
                             histogram_reference=HISTOGRAM_REFERENCE if spec.match_histogram else None)
@@ -116,10 +121,6 @@ def datasets_for(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions
     (``opts.cache``, filled first), train augmented (unless ``--no-augment``), ImageNet-normalised. On a GPU
     ``device`` the train set is neither augmented nor normalised per sample: its ``batch_augment`` does both on the
     device (``fit`` applies it)."""
-    from ..datasets import ManifestDataset
-    from ..preprocess.augment import AugmentConfig, BatchAugment, PaperAugment
-    from .feed import fill_cache, wants_batch_augment
-
     config = preprocess_config(spec, opts.size or spec.input_size)
     if opts.cache:
         fill_cache(task.frame, root, config, opts.cache, device or "cpu")
@@ -139,9 +140,6 @@ def datasets_for(task: TaskData, root: Path, spec: ModelSpec, opts: BenchOptions
 
 def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOptions, out: Path, device, progress: bool):
     """Train (or, for the zero-shot probe, only load) one network and return it with its history."""
-    from ..models.ladder import build_model
-    from .train import fit
-
     size = opts.size or spec.input_size
     outputs = 1 if len(task.classes) == 2 else len(task.classes)
     model = build_model(spec, opts.init, opts.weights, outputs, opts.trust_checkpoint, input_size=size)
@@ -156,9 +154,6 @@ def _train_binary(spec: ModelSpec, task: TaskData, root: Path, opts: BenchOption
 
 def _one_run(df: pd.DataFrame, root: Path, spec: ModelSpec, opts: BenchOptions, seed: int, rec: RunRecord, k: int,
              device, progress: bool, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
-    from ..models.ladder import save_weights
-    from .train import predict, seed_everything
-
     seed_everything(seed)
     task = prepare(df, spec.classes, opts.split_policy, opts.negatives, opts.test, opts.val, seed, opts.max_images,
                    holdout_source=opts.holdout_source, pairs=pairs)
@@ -260,9 +255,6 @@ def _hierarchical(df, task, root, spec, opts, seed, rec, k, device, progress):
     """Stage 1 normal vs pneumonia (any); stage 2 COVID-19 vs other pneumonia on pneumonia rows; a hard cascade."""
     from dataclasses import replace
 
-    from ..models.ladder import save_weights
-    from .train import predict
-
     normal, pneu, covid = (task.classes.index(c) for c in ("normal", "pneumonia", "covid19"))
     s1 = TaskData(task.frame.assign(target=(task.frame["target"] != normal).astype(int)),
                   ("normal", "covid19"), task.split_policy)
@@ -299,10 +291,6 @@ def run_bench(manifest: str | Path, out: str | Path | None, opts: BenchOptions, 
         CxrcurateError: unknown model, missing weights, too few units for the task, unknown split policy.
     """
     import torch
-
-    from ..dedup import read_pairs
-    from ..manifest import read_manifest, resolve_data_root
-    from .train import device_for, distributed
 
     opts.validate()
     spec = get_spec(opts.model)

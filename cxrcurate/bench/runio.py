@@ -19,8 +19,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..datasets import ManifestDataset
 from ..errors import CxrcurateError
-from ..models import ModelSpec
+from ..models import CHEXNET_FINDINGS, ModelSpec
+from ..models.ladder import BackboneClassifier, BaseCNN, ChexnetProbe, build_model
+from ..preprocess.config import PreprocessConfig
 from .record import RunRecord
 from .run import cascade_decision, cascade_parts
 
@@ -82,8 +85,6 @@ class HierarchicalScores(nn.Module):
 
 def pooled_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Pooled features of a ladder network (what the source probe reads)."""
-    from ..models.ladder import BackboneClassifier, BaseCNN, ChexnetProbe
-
     if isinstance(net, BackboneClassifier):
         return net.features(x)
     if isinstance(net, BaseCNN):
@@ -124,15 +125,11 @@ class RunFolder(RunRecord):
 
     def render_config(self):
         """The ``PreprocessConfig`` the run rendered its inputs with (as recorded, not rebuilt)."""
-        from ..preprocess.config import PreprocessConfig
-
         raw = {k: tuple(v) if isinstance(v, list) else v for k, v in self.config["preprocess"].items()}
         return PreprocessConfig(**raw)
 
     def dataset(self, rows: pd.DataFrame):
         """A ``ManifestDataset`` over ``rows`` (with ``path``, ``target``, ``image_id``), rendered as the run did."""
-        from ..datasets import ManifestDataset
-
         inp = self.config["input"]
         return ManifestDataset.from_rows(rows, self.root, self.classes, preprocess=self.render_config(),
                                          normalize=(tuple(inp["mean"]), tuple(inp["std"])))
@@ -161,14 +158,10 @@ class RunFolder(RunRecord):
     def _load_net(self, path: Path, outputs: int) -> nn.Module:
         from safetensors.torch import load_model
 
-        from ..models.ladder import ChexnetProbe, build_model
-
         if not path.is_file():
             raise CxrcurateError(f"{path} is missing: the run kept no weights for this seed")
         if self.spec.zero_shot:
             import timm
-
-            from ..models import CHEXNET_FINDINGS
 
             net: nn.Module = ChexnetProbe(timm.create_model("densenet121", pretrained=False,
                                                             num_classes=len(CHEXNET_FINDINGS)))

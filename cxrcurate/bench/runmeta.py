@@ -12,7 +12,9 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import CxrcurateError, MissingFileError, SchemaError
+from ..fetch.download import file_sha256
 
 SCHEMA = "cxrcurate.run"
 VERSION = "1.0"
@@ -24,8 +26,6 @@ class RunFolderError(CxrcurateError):
 
 def code_version() -> dict[str, str | None]:
     """cxrcurate's version and, in a git checkout, its commit (None elsewhere)."""
-    from .. import __version__
-
     commit = None
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -39,8 +39,6 @@ def code_version() -> dict[str, str | None]:
 def identity(manifest: str | os.PathLike, options: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs of a run and their digest: the manifest file's sha256, the options (``resume`` aside: it does not
     change what a run computes) and the code version."""
-    from ..fetch.download import file_sha256
-
     opts = {k: v for k, v in options.items() if k != "resume"}
     inputs = {"manifest": str(Path(manifest).resolve()), "manifest_sha256": file_sha256(manifest),
               "options": json.loads(json.dumps(opts, default=str)), "code": code_version()}

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .features import trim_borders
+
 SIDE = 12  # descriptor thumbnail side (SIDE**2 raw dimensions)
 WHITE_DIMS = 64  # dimensions kept after whitening
 CANON = 128  # side of the canonical view the crops are cut from
@@ -37,8 +39,6 @@ N_CROPS = len(AXIS_WINDOWS) ** 2
 def canonical_view(pixels: np.ndarray) -> np.ndarray:
     """The picture with black/white padding trimmed, resized to ``CANON`` x ``CANON`` and histogram-equalised."""
     import cv2
-
-    from .features import trim_borders
 
     t = cv2.resize(trim_borders(pixels), (CANON, CANON), interpolation=cv2.INTER_AREA)
     return cv2.equalizeHist(t)

@@ -16,15 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CxrcurateError
+from .descriptors import build_index, neighbour_pairs, search
 from .runners import CHUNK, _stack, pair_batches, path_chunks, unorder
+from .store import fingerprint_chunk, verify_chunk
 
 QUERY_BATCH = 20_000  # images whose whole view one search task queries
 
 
 def search_task(index_bytes: np.ndarray | None, flat: np.ndarray, queries: np.ndarray, first: int, k: int,
                  n_crops: int) -> np.ndarray:
-    from .descriptors import neighbour_pairs, search
-
     index = None
     if index_bytes is not None:
         import faiss
@@ -61,15 +61,11 @@ class DaskRunner:
         return self.client.gather(futures)
 
     def fingerprint(self, paths: list[str], store: str) -> tuple[np.ndarray, np.ndarray]:
-        from .store import fingerprint_chunk
-
         chunks = path_chunks(paths)
         futures = self.client.map(fingerprint_chunk, chunks, range(len(chunks)), [store] * len(chunks), pure=False)
         return _stack(self._gather(futures))
 
     def candidates(self, white: np.ndarray, k: int) -> np.ndarray:
-        from .descriptors import build_index
-
         n, c, d = white.shape
         flat = white.reshape(-1, d)
         index = build_index(flat, threads=1)
@@ -86,8 +82,6 @@ class DaskRunner:
         return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(-1, 2)
 
     def verify(self, pairs: np.ndarray, store: str, thresholds: tuple[int, float, int, int]) -> np.ndarray:
-        from .store import verify_chunk
-
         order, batches = pair_batches(pairs)
         n = len(batches)
         futures = self.client.map(verify_chunk, batches, [store] * n, [CHUNK] * n, *([t] * n for t in thresholds),

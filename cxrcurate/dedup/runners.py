@@ -11,6 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from .descriptors import N_CROPS, SIDE, candidate_pairs
+from .store import fingerprint_chunk, verify_chunk
+
 CHUNK = 256  # images per fingerprint task (one set of feature files in the store)
 PAIR_BATCH = 512  # candidate pairs per verification task
 
@@ -44,21 +47,15 @@ class LocalRunner:
         return [fn(*a) for a in tqdm(zip(*iterables, strict=True), total=total, desc=desc, disable=not self.progress)]
 
     def fingerprint(self, paths: list[str], store: str) -> tuple[np.ndarray, np.ndarray]:
-        from .store import fingerprint_chunk
-
         chunks = path_chunks(paths)
         out = self._map(fingerprint_chunk, chunks, range(len(chunks)), [store] * len(chunks), total=len(chunks),
                         desc="dedup features")
         return _stack(out)
 
     def candidates(self, white: np.ndarray, k: int) -> np.ndarray:
-        from .descriptors import candidate_pairs
-
         return candidate_pairs(white, k, threads=self.workers)
 
     def verify(self, pairs: np.ndarray, store: str, thresholds: tuple[int, float, int, int]) -> np.ndarray:
-        from .store import verify_chunk
-
         order, batches = pair_batches(pairs)
         n = len(batches)
         out = self._map(verify_chunk, batches, [store] * n, [CHUNK] * n, *([t] * n for t in thresholds), total=n,
@@ -70,8 +67,6 @@ class LocalRunner:
 
 
 def _stack(out: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    from .descriptors import N_CROPS, SIDE
-
     if not out:
         return np.zeros((0, N_CROPS, SIDE * SIDE), np.float32), np.zeros(0, bool)
     return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import decode_image
+from .descriptors import N_CROPS, SIDE, raw_descriptors
 from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, STAGES, Features, Verdict, binary_index, decide, orb_features
 
 
@@ -29,8 +30,6 @@ def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndar
     ``ok`` is False for a file that can no longer be decoded (its descriptors are zeros).
     """
     import cv2
-
-    from .descriptors import N_CROPS, SIDE, raw_descriptors
 
     n = len(paths)
     raw = np.zeros((n, N_CROPS, SIDE * SIDE), np.float32)

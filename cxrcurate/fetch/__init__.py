@@ -96,6 +96,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
         UnknownSourceError: not a fetchable source.
         UsageError: ``commit`` is not a full commit id.
     """
+    # lazy: the HTTP stack loads only when a fetch runs (this module stays light for --help)
     import dataclasses
 
     from .base import FetchOptions, run_scraper
@@ -106,6 +107,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
     commit = check_commit(commit) if commit is not None else None  # before anything is created or requested
     out = Path(out)
     if kind == "manual":
+        # lazy: the HTTP stack loads only when a fetch runs (this module stays light for --help)
         from .manual import manual_download
 
         raise manual_download(key, out)
@@ -120,6 +122,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
     out.mkdir(parents=True, exist_ok=True)
     with HttpClient(cfg) as client:
         if kind == "repository":
+            # lazy: the HTTP stack loads only when a fetch runs (this module stays light for --help)
             from .github import fetch_repository
 
             report = fetch_repository(key, out, client, options, base_url=base_url, method=method, commit=commit)
@@ -127,6 +130,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
                 report.notes.append("--limit and --since apply to web sites only; the whole repository is fetched")
             return report
         if kind == "direct":
+            # lazy: the HTTP stack loads only when a fetch runs (this module stays light for --help)
             from .direct import fetch_direct
 
             return fetch_direct(key, out, client, options, base_url=base_url)
@@ -137,6 +141,7 @@ def fetch_source(name: str, out: str | Path, *, limit: int | None = None, since:
 
 def check_source(name: str, path: str | Path) -> CheckResult:
     """Verify a (manual) download of ``name`` at ``path``; see ``manual.check_download``."""
+    # lazy: the HTTP stack loads only when a fetch runs (this module stays light for --help)
     from .manual import check_download
 
     return check_download(name, path)

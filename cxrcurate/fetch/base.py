@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from .. import __version__
 from ..errors import CxrcurateError, DownloadError, FetchError, UnsafePath
+from ..imageio import read_regular
 from ..sources import get_source
 from .download import download, safe_component, safe_join, sniff_image
 from .http import HttpClient
@@ -210,8 +211,6 @@ def write_source_record(out: Path, source: str, url: str, **fields: Any) -> None
 
 def read_source_record(out: Path) -> dict[str, Any]:
     """The folder's ``.cxrcurate-source.json`` (empty when there is none or it is unreadable)."""
-    from ..imageio import read_regular
-
     try:
         record = json.loads(read_regular(out / SOURCE_RECORD, max_bytes=2**20))
     except (CxrcurateError, ValueError):  # missing, not a regular file (never opened blocking), too big, not JSON

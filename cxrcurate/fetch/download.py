@@ -29,6 +29,7 @@ import requests
 import urllib3
 
 from ..errors import DownloadError, FetchError, ResponseTooLarge, UnsafePath
+from ..imageio import open_regular
 from .http import HttpClient, raise_for_status
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,6 @@ def file_digests(path: str | os.PathLike, algorithms: Iterable[str] = ("sha256",
         ParseError: the path is not a regular file (a FIFO or device is refused, never read: it could block or
             never end) or cannot be read.
     """
-    from ..imageio import open_regular
-
     hashers = {a: hashlib.new(a) for a in dict.fromkeys(algorithms)}
     with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

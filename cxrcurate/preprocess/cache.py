@@ -32,8 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import CxrcurateError, UnsafeManifestPath
 from ..imageio import decode_image, pixel_sha256
+from ..manifest import load_frame, resolve_data_root, row_paths
 from .config import PreprocessConfig
 from .lungstore import LungStore
 
@@ -85,6 +87,7 @@ def _init_worker(config: dict[str, Any], device: str, single_thread: bool = True
             import torch
 
             torch.set_num_threads(1)
+    # cv2: loaded only when a cache is built
     from .pipeline import Preprocessor
 
     _WORKER["pre"] = Preprocessor(PreprocessConfig.from_dict(config), device)
@@ -111,6 +114,7 @@ def _lung_input(item: tuple, size: int) -> tuple[str, np.ndarray | None, list[in
     None, [])`` when it cannot be read (the main pass reports why)."""
     import cv2
 
+    # torch: loaded only when lungs are segmented
     from .lungs import too_plain
 
     sha, path = item[0], item[2]
@@ -133,6 +137,7 @@ def segment_batched(items: list[tuple], store: LungStore, config: PreprocessConf
     does that instead, without decoding twice)."""
     import multiprocessing
 
+    # torch: loaded only when lungs are segmented
     from .lungs import LungSegmenter
 
     c = config
@@ -196,8 +201,6 @@ def read_info(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _prepare_folder(cache: Path, config: PreprocessConfig) -> tuple[Path, str]:
     """Create the config folder with its ``config.json``; clear temporary files left by a killed build."""
-    from .. import __version__
-
     h = config.config_hash()
     folder = cache / h
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,8 +240,6 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
     """
     from tqdm.auto import tqdm
 
-    from ..manifest import load_frame, resolve_data_root, row_paths
-
     start = time.monotonic()
     df = load_frame(manifest)
     root = resolve_data_root(df, data_root)
@@ -254,6 +255,7 @@ def build_cache(manifest: Any, cache: str | os.PathLike, config: PreprocessConfi
     workers = max(1, workers or os.cpu_count() or 1)
     store = None
     if todo and config.lungs_path is not None:
+        # torch: loaded only when lung weights are read
         from .lungs import load_weights
 
         load_weights(config.lungs_path)  # fail here, once, with the clear message, not in every worker

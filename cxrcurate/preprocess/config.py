@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CxrcurateError, LungWeightsError
+from ..imageio import decode_image, pixel_sha256
 
 # Bump when the pipeline's code changes the pixels it writes for the same config (invalidates every cache).
 PIPELINE_VERSION = 1
@@ -140,8 +141,6 @@ class PreprocessConfig:
             for name in ("lungs", "mask_threshold", "mask_dilate", "crop_margin", "min_lung_fraction"):
                 payload[name] = None  # irrelevant without a crop: equal configs share a cache
         if self.histogram_reference is not None:
-            from ..imageio import decode_image, pixel_sha256
-
             payload["histogram_reference"] = "pixels:" + pixel_sha256(decode_image(self.histogram_reference).pixels)
         if self.resize != "pad":
             payload["pad_value"] = None

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import CxrcurateError
 from .config import PreprocessConfig
 
 KNOWN_STATUS = ("found", "not_found")
@@ -44,8 +45,6 @@ class LungStore:
     """
 
     def __init__(self, cache: str | os.PathLike, config: PreprocessConfig) -> None:
-        from ..errors import CxrcurateError
-
         folder = lung_folder(cache, config)
         if folder is None:
             raise CxrcurateError("a lung store needs a config with lung weights (lungs is none)")

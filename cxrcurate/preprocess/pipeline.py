@@ -56,6 +56,7 @@ class Preprocessor:
         """The ``LungSegmenter`` of the config (None without lung weights)."""
         path = self.config.lungs_path
         if path is not None and self._segmenter is None:
+            # torch: loaded only when lungs are segmented
             from .lungs import LungSegmenter
 
             c = self.config

@@ -28,7 +28,8 @@ from torch import nn
 
 from ..errors import CxrcurateError
 from ..imageio import decode_image
-from ..manifest import safe_path
+from ..manifest import load_frame, resolve_data_root, safe_path
+from ..splits import make_split
 from .lungs import UNet, lung_mask, normalise, save_weights, to_input
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,6 @@ def _dices(model: UNet, rows: Any, root: Path, size: int, device: str,
 
 
 def _split(rows: Any, test: float, seed: int) -> tuple[Any, Any]:
-    from ..splits import make_split
-
     out = make_split(rows, test=test, val=0.0, seed=seed, stratify=None)
     return rows[out["split"].to_numpy() != "test"], rows[out["split"].to_numpy() == "test"]
 
@@ -227,8 +226,6 @@ def train_lungs(manifest: Any, out: str | os.PathLike, data_root: str | os.PathL
         CxrcurateError: no rows with masks, too few patients to hold some out, a size that is not a multiple of
             ``2**depth``, or CUDA asked for but absent.
     """
-    from ..manifest import load_frame, resolve_data_root
-
     opts = options or TrainOptions()
     if opts.size % 2**opts.depth:
         raise CxrcurateError(f"--size {opts.size} must be a multiple of {2**opts.depth} (2**depth)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fetch.download import file_sha256
+from ..imageio import is_image_name
 from .verify import VerifyReport, _table
 
 MAX_EXAMPLES = 3
@@ -92,8 +93,6 @@ def _header_size(path: Path) -> str | None:
 
 def _names(root: Path, skip: set[str]) -> dict[str, list[str]]:
     """Every image file under ``root`` by file name (paths relative to root, ``skip`` left out)."""
-    from ..imageio import is_image_name
-
     index: dict[str, list[str]] = {}
     for dirpath, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))

@@ -22,8 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bench.record import seed_name
+from ..bench.metrics import evidence_words, no_evidence
+from ..bench.record import RunRecord, seed_name, write_text
 from ..errors import CxrcurateError
+from .figures import TITLES, confusion_figure, overlay_grid, roc_figure
+from .summary import read_audit, summary_box
 
 log = logging.getLogger(__name__)
 CSS = """
@@ -140,9 +143,6 @@ def data_section(run: Any, frame: pd.DataFrame, k: int) -> str:
 
 def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
     """Figures with CIs per seed, per class, ROC curves and confusion matrices."""
-    from ..bench.metrics import evidence_words, no_evidence
-    from .figures import confusion_figure, roc_figure
-
     classes = tuple(run.config["spec"]["classes"])
     rows, chance = [], []
     named = (("ROC AUC", "roc_auc"), ("balanced accuracy", "balanced_accuracy"), ("accuracy", "accuracy"),
@@ -177,8 +177,6 @@ def metrics_section(run: Any, predictions: dict[int, pd.DataFrame]) -> str:
 def attribution_section(run: Any, options: ReportOptions) -> str:
     """The overlays the audit recorded (``overlays`` table): the most confident correct and wrong test cases of
     each class, each method's map over the input, the lung outline in green."""
-    from .figures import TITLES, overlay_grid
-
     k = options.run_index
     head = "<h2>Where the model looks</h2>"
     try:
@@ -280,10 +278,6 @@ def write_report(run_path: str | Path, out: str | Path | None = None, options: R
     Raises:
         CxrcurateError: not a run folder, or its manifest cannot be found.
     """
-    from ..bench.metrics import no_evidence
-    from ..bench.record import RunRecord, write_text
-    from .summary import read_audit, summary_box
-
     options = options or ReportOptions()
     started = time.time()
     run = RunRecord.open(run_path, options.manifest, options.data_root)
