@@ -111,6 +111,7 @@ def test_leave_one_source_out_compares_one_metric(monkeypatch):
 
     scores = {"a": {"auc": 0.6, "accuracy": 0.7}, "b": {"auc": float("nan"), "accuracy": 0.5}}
     monkeypatch.setattr(bench_run, "run_bench", lambda *a, **k: None)
+    monkeypatch.setattr(checks, "run_bench", lambda *a, **k: None)  # checks imports it at its top
     monkeypatch.setattr(checks, "_heldout_score", lambda run, out, src: {
         **scores[src], "in_distribution_auc": 0.9, "in_distribution_accuracy": 0.8})
     opts = {"model": "base-cnn", "train": {}, "negatives": ["normal"]}
@@ -119,6 +120,7 @@ def test_leave_one_source_out_compares_one_metric(monkeypatch):
     import cxrcurate.bench.train as train
 
     monkeypatch.setattr(train, "TrainConfig", lambda **k: k)
+    monkeypatch.setattr(checks, "TrainConfig", lambda **k: k)
     frame = pd.DataFrame({"source": ["a", "b"]})
     check = checks.leave_one_source_out(run, frame, SimpleNamespace(loso=True, loso_sources=None))
     assert check.numbers["metric"] == "accuracy"  # b's AUC is undefined: accuracy for every source
