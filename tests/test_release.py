@@ -14,16 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from fakerelease import fake_release, png
 
 from cxrcurate.cli import main
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.release import load_release, materialise, verify_release
-from cxrcurate.release.build import file_hashes
 from cxrcurate.release.card import render_card
 from cxrcurate.release.quality import Thresholds, flags, measure
 from cxrcurate.splits import leakage_report, split_groups
-from cxrcurate.tables import write_table
 
 RELEASE = Path(__file__).resolve().parents[1] / "manifests" / "v1"
 FILES = ("open.parquet", "open.pairs.parquet", "open.conflicts.parquet", "open.dropped.parquet",
@@ -130,38 +128,13 @@ def test_committed_release_is_what_the_command_builds(tmp_path, shared_data):
         assert (out / name).read_bytes() == (RELEASE / name).read_bytes(), f"{name} differs from the committed one"
 
 
-def _png(path: Path, seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 48), dtype=np.uint8)).save(path)
-
-
-def _fake_release(tmp_path: Path) -> tuple[Path, Path]:
-    """A three-image release over files generated in ``root``, written as the real one is laid out."""
-    root, rel = tmp_path / "root", tmp_path / "rel"
-    rel.mkdir()
-    rows = []
-    for i, split in enumerate(("train", "val", "test")):
-        path = f"hannover/png/{i}.png"
-        _png(root / path, i)
-        rows.append({"image_id": f"hannover:png/{i}.png", "source": "hannover", "source_record": f"data.csv#{i}",
-                     "patient_id": f"hannover:{i}", "path": path, "url": None, "license": "CC BY 3.0",
-                     "label": "covid19", "finding_raw": "COVID-19", "view": "AP", "frontal": True, "modality": "xray",
-                     "age_years": None, "sex": "M", "pediatric": None, "pediatric_reason": None,
-                     "file_sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(), "width": 48, "height": 40,
-                     "bit_depth": 8, "pixel_sha256": None, "phash": None, "extra": None, "dup_group": f"g{i}",
-                     "keep": True, "unit": f"unit:{i}", "split": split, "flag_inverted": False, "flag_small": True})
-    write_table(pd.DataFrame(rows), rel / "open.parquet", "release", {"release": "v1"})
-    (rel / "release.json").write_text(json.dumps({"release": "v1", "files": file_hashes(rel)}))
-    return rel, root
-
-
 def test_verify_catches_a_changed_and_a_missing_file(tmp_path, capsys):
-    rel, root = _fake_release(tmp_path)
+    rel, root = fake_release(tmp_path)
     assert verify_release(rel, root).ok
     assert main(["verify", "--release", str(rel), "--root", str(root)]) == 0
-    _png(root / "hannover/png/1.png", 99)  # changed
+    png(root / "hannover/png/1.png", 99)  # changed
     (root / "hannover/png/2.png").unlink()  # missing
-    _png(root / "hannover/png/new.png", 5)  # extra
+    png(root / "hannover/png/new.png", 5)  # extra
     report = verify_release(rel, root)
     assert not report.ok
     assert report.changed == ["hannover/png/1.png"] and report.missing == ["hannover/png/2.png"]
@@ -173,7 +146,7 @@ def test_verify_catches_a_changed_and_a_missing_file(tmp_path, capsys):
 
 
 def test_materialise_gives_a_full_manifest_with_the_release_split(tmp_path):
-    rel, root = _fake_release(tmp_path)
+    rel, root = fake_release(tmp_path)
     out = tmp_path / "manifest.parquet"
     assert main(["materialise", "--release", str(rel), "--root", str(root), "--out", str(out), "--quiet"]) == 0
     from cxrcurate.manifest import read_manifest

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fakerelease import write_release
 
 from cxrcurate.cli import main
 from cxrcurate.errors import CxrcurateError, UnknownNameError
-from cxrcurate.release.build import file_hashes
 from cxrcurate.release.fetch import fetch_release, release_repositories
-from cxrcurate.tables import table_info, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "manifests" / "v1"
@@ -63,12 +62,7 @@ def _small_release(tmp_path: Path) -> Path:
     df = df[df["source"].isin(["cohen", "hannover"])]
     df = df[[(SAMPLE / p).is_file() for p in df["path"]]].copy()
     df["file_sha256"] = [_sha(SAMPLE / p) for p in df["path"]]
-    folder = tmp_path / "release"
-    folder.mkdir()
-    info = {k: v for k, v in table_info(RELEASE / "open.parquet").items() if k not in ("table", "table_version")}
-    write_table(df, folder / "open.parquet", "release", info)
-    (folder / "release.json").write_text(json.dumps({"release": "v1", "files": file_hashes(folder)}))
-    return folder
+    return write_release(tmp_path / "release", df)
 
 
 def _serve(web, changed: str | None = None) -> None:

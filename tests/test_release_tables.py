@@ -15,14 +15,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from fakerelease import fake_release
 
 from cxrcurate.cli import main
 from cxrcurate.errors import CxrcurateError
 from cxrcurate.manifest import read_manifest
 from cxrcurate.release import materialise, verify_release
-from cxrcurate.release.build import file_hashes
-from cxrcurate.tables import write_table
 
 RELEASE = Path(__file__).resolve().parents[1] / "manifests" / "v1"
 TABLES = ("open.parquet", "open.pairs.parquet", "open.conflicts.parquet", "open.dropped.parquet")
@@ -57,32 +55,8 @@ def test_release_json_lists_the_sha256_of_every_other_file():
         assert hashlib.sha256((RELEASE / name).read_bytes()).hexdigest() == sha, name
 
 
-def _png(path: Path, seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 48), dtype=np.uint8)).save(path)
-
-
-def _release(tmp_path: Path) -> tuple[Path, Path]:
-    """A three-image release over generated files, written as ``release build`` writes one (kinds, digests)."""
-    root, rel = tmp_path / "root", tmp_path / "rel"
-    rel.mkdir()
-    rows = []
-    for i, split in enumerate(("train", "val", "test")):
-        path = f"hannover/png/{i}.png"
-        _png(root / path, i)
-        rows.append({"image_id": f"hannover:png/{i}.png", "source": "hannover", "patient_id": f"hannover:{i}",
-                     "path": path, "label": "covid19", "view": "AP", "modality": "xray",
-                     "file_sha256": hashlib.sha256((root / path).read_bytes()).hexdigest(), "width": 48,
-                     "height": 40, "bit_depth": 8, "dup_group": f"g{i}", "keep": True, "unit": f"unit:{i}",
-                     "split": split, "flag_inverted": False, "flag_small": True, "repository": "o/r", "commit": "c"})
-    write_table(pd.DataFrame(rows), rel / "open.parquet", "release", {"release": "v9"})
-    write_table(pd.DataFrame(columns=["image_a", "image_b", "accepted"]), rel / "open.pairs.parquet", "pairs")
-    (rel / "release.json").write_text(json.dumps({"release": "v9", "files": file_hashes(rel)}))
-    return rel, root
-
-
 def test_a_tampered_release_fails_verify_and_is_not_materialised(tmp_path, capsys):
-    rel, root = _release(tmp_path)
+    rel, root = fake_release(tmp_path, 'v9', pairs=True)
     assert main(["verify", "--release", str(rel), "--root", str(root)]) == 0
     df = pd.read_parquet(rel / "open.parquet")
     df.loc[0, "label"] = "normal"  # one label edited, the table otherwise intact and valid
@@ -98,7 +72,7 @@ def test_a_tampered_release_fails_verify_and_is_not_materialised(tmp_path, capsy
 
 
 def test_a_link_out_of_the_root_is_refused_by_verify_and_materialise(tmp_path):
-    rel, root = _release(tmp_path)
+    rel, root = fake_release(tmp_path, 'v9', pairs=True)
     outside = tmp_path / "elsewhere.png"
     shutil.copy(root / "hannover/png/1.png", outside)  # the very bytes the release expects, but outside the root
     (root / "hannover/png/1.png").unlink()
@@ -110,7 +84,7 @@ def test_a_link_out_of_the_root_is_refused_by_verify_and_materialise(tmp_path):
 
 
 def test_split_keeps_every_column_and_writes_only_where_told(tmp_path, capsys):
-    rel, root = _release(tmp_path)
+    rel, root = fake_release(tmp_path, 'v9', pairs=True)
     src = rel / "open.parquet"
     before = src.read_bytes()
     assert main(["split", str(src), "--test", "0.34", "--val", "0"]) == 2  # neither --out nor --in-place
@@ -144,7 +118,7 @@ def test_dedup_keeps_columns_it_does_not_own(sample_build, tmp_path):
 
 
 def test_a_release_table_without_fingerprints_is_refused_by_dedup_with_the_way_forward(tmp_path, capsys):
-    rel, root = _release(tmp_path)
+    rel, root = fake_release(tmp_path, 'v9', pairs=True)
     code = main(["dedup", str(rel / "open.parquet"), "--out", str(tmp_path / "d.parquet"), "--data-root", str(root)])
     err = capsys.readouterr().err
     assert code == 1 and "pixel_sha256 (3 row(s))" in err and "materialise" in err

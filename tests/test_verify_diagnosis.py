@@ -9,12 +9,11 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+from fakerelease import write_release
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from cxrcurate.cli import main
-from cxrcurate.release.build import file_hashes
-from cxrcurate.tables import table_info, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "manifests" / "v1"
@@ -30,12 +29,7 @@ def _sample_rows() -> pd.DataFrame:
 
 
 def _release(tmp_path: Path, rows: pd.DataFrame) -> Path:
-    folder = tmp_path / "release"
-    folder.mkdir()
-    info = {k: v for k, v in table_info(RELEASE / "open.parquet").items() if k not in ("table", "table_version")}
-    write_table(rows, folder / "open.parquet", "release", info)  # a release table, with its release.json digests
-    (folder / "release.json").write_text(json.dumps({"release": "v1", "files": file_hashes(folder)}))
-    return folder
+    return write_release(tmp_path / "release", rows)
 
 
 def _as_published(rows: pd.DataFrame) -> pd.DataFrame:
