@@ -33,6 +33,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from fakefiles import rle_dicom  # noqa: E402 - the same hostile DICOM the bad-input tests use
+
 FILE_CASES = ("small-png", "sparse-png-400M", "sparse-png-1.5G", "rle-dicom-2000")
 HTTP_CASES = ("small-page", "error-page-400M", "robots-400M")
 BIG = 400 * 2**20
@@ -50,28 +53,6 @@ def _png(path: Path, hole: int = 0) -> None:
             fh.truncate(path.stat().st_size + hole)
 
 
-def _rle_dicom(path: Path, frames: int, side: int = 512) -> None:
-    import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate, generate_frames
-    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.Modality, ds.Rows, ds.Columns, ds.SamplesPerPixel = "DX", side, side, 1
-    ds.PhotometricInterpretation, ds.PixelRepresentation = "MONOCHROME2", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    frame = np.repeat((np.arange(side) * 4 % 4096).astype(np.uint16)[:, None], side, axis=1)
-    ds.PixelData = frame.tobytes()
-    ds.compress(RLELossless, frame)
-    one = next(generate_frames(ds.PixelData, number_of_frames=1))
-    ds.PixelData, ds.NumberOfFrames = encapsulate([one] * frames), frames
-    ds.save_as(path, enforce_file_format=True)
-
-
 def make_inputs(folder: Path) -> dict[str, Path]:
     """The files of the file cases (made once per work folder)."""
     files = {"small-png": folder / "small.png", "sparse-png-400M": folder / "sparse400.png",
@@ -80,7 +61,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
         _png(files["small-png"])
         _png(files["sparse-png-400M"], BIG)
         _png(files["sparse-png-1.5G"], 1536 * 2**20)
-        _rle_dicom(files["rle-dicom-2000"], 2000)
+        rle_dicom(files["rle-dicom-2000"], 2000)
     return files
 
 
