@@ -11,12 +11,6 @@ from .codes import EXIT_CHECK_FAILED
 from .options import ranged, workers
 
 
-def _sample_sources() -> list[tuple[str, Path]]:
-    from ..sample import sample_sources
-
-    return sample_sources()
-
-
 def _copy_sample(out: Path) -> list[tuple[str, Path]]:
     from ..manifest import check_output_folder
     from ..sample import copy_sample
@@ -43,7 +37,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError("give at least one --source NAME=PATH, or --sample for the data shipped with cxrcurate")
     if args.sample:
         specs += _copy_sample(args.out)
-        if len(specs) == len(_sample_sources()) and args.data_root is None:
+        if not args.source and args.data_root is None:
             args.data_root = args.out  # the sample alone: the manifest sits in its data root, found with no option
     views = [v.strip() for v in args.views.split(",")] if args.views else None
     kwargs = {"views": views} if views else {}
