@@ -1,6 +1,6 @@
 """CPU seconds of one dedup run on a manifest, and whether its pairs table equals another run's.
 
-    PYTHONPATH=<checkout> python benchmarks/bench_dedup_cpu.py MANIFEST [--workers 2] [--repeats 1]
+    PYTHONPATH=<checkout> python benchmarks/bench_dedup_cpu.py MANIFEST [--data-root DIR] [--workers 2] [--repeats 1]
         [--save pairs.parquet] [--compare other.parquet] [--profile 25]
 
 The checkout on ``PYTHONPATH`` is the one measured, so two versions can be compared on the same machine in one
@@ -34,6 +34,8 @@ def cpu_seconds() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("manifest", type=Path)
+    ap.add_argument("--data-root", type=Path, help="the folder the manifest's paths are relative to "
+                    "(default: the manifest's own folder)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--save", type=Path, help="write the pairs table here (Parquet)")
@@ -43,7 +45,7 @@ def main() -> None:
     import cxrcurate
 
     df = read_manifest(args.manifest)
-    root = resolve_data_root(df, None)
+    root = resolve_data_root(df, args.data_root)
     options = DedupOptions(workers=args.workers)
     best = None
     for _ in range(args.repeats):
