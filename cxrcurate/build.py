@@ -12,15 +12,17 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import CxrcurateError, ImageDecodeError, UnsafeManifestPath, UsageError
 from .fpcache import FingerprintCache
-from .imageio import fingerprint, max_file_bytes, max_pixels_limit
+from .imageio import fingerprint_decoded, max_file_bytes, max_pixels_limit
 from .labels import FRONTAL_VIEWS, VIEWS
 from .manifest import check_output_folder, safe_path, write_dropped, write_manifest
 from .sources import get_source
@@ -56,10 +58,19 @@ def parse_source_spec(spec: str) -> tuple[str, Path]:
     return name.strip(), Path(path.strip()).expanduser()
 
 
-def _fingerprint_job(args: tuple[str, int, int]) -> tuple[str, dict | None, str | None]:
-    path, max_pixels, max_bytes = args
+PictureHook = Callable[[str, np.ndarray], None]
+
+
+def _fingerprint_job(args: tuple[str, int, int, PictureHook | None]) -> tuple[str, dict | None, str | None]:
+    path, max_pixels, max_bytes, on_decode = args
     try:
-        return path, fingerprint(path, max_pixels=max_pixels, max_bytes=max_bytes), None
+        fp, pixels = fingerprint_decoded(path, max_pixels=max_pixels, max_bytes=max_bytes)
+        if on_decode is not None:
+            try:
+                on_decode(fp["pixel_sha256"], pixels)
+            except Exception as exc:  # noqa: BLE001 - the hook's work is optional; the picture is fingerprinted
+                log.warning("%s: the per-picture hook failed on it (%s); the build goes on", path, exc)
+        return path, fp, None
     except ImageDecodeError as exc:
         return path, None, str(exc)
     except MemoryError:  # hashing or pHash of a huge picture: this file is dropped, the build goes on
@@ -69,11 +80,16 @@ def _fingerprint_job(args: tuple[str, int, int]) -> tuple[str, dict | None, str 
 
 def fingerprint_files(files: Sequence[str], workers: int | None = None, cache: Path | None = None,
                       max_pixels: int | None = None, progress: bool = True, rehash: bool = False,
-                      max_bytes: int | None = None) -> dict[str, dict | str]:
+                      max_bytes: int | None = None, on_decode: PictureHook | None = None
+                      ) -> dict[str, dict | str]:
     """Fingerprint ``files`` in parallel; each maps to its fingerprint dict or to the decode error message.
 
     ``cache`` (a JSON-lines file, see ``fpcache``) keeps finished fingerprints across runs; ``rehash`` ignores what
     it holds. ``max_pixels`` and ``max_bytes`` default to the limits in force (``imageio.max_pixels_limit``).
+    ``on_decode(pixel_sha256, pixels)`` is called in the decoding worker for each picture decoded (not for files
+    the fingerprint cache answers), so later stages can use the decode the build already paid for (``build-manifest
+    --dedup`` passes ``dedup.featcache.store_decoded``). It must pickle (a module-level function or a
+    ``functools.partial`` of one); an exception it raises is logged and the build goes on.
     """
     from tqdm.auto import tqdm
 
@@ -90,7 +106,7 @@ def fingerprint_files(files: Sequence[str], workers: int | None = None, cache: P
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(files), initial=len(files) - len(todo), desc="decoding", unit="img", disable=not progress)
     try:
-        jobs = ((f, max_pixels, max_bytes) for f in todo)
+        jobs = ((f, max_pixels, max_bytes, on_decode) for f in todo)
         if workers > 1 and len(todo) > 8:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 it: Iterable = pool.map(_fingerprint_job, jobs, chunksize=8)
@@ -131,7 +147,8 @@ def _record_row(name: str, rec: Record, root: Path, data_root: Path) -> dict[str
 def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | os.PathLike,
                    views: Iterable[str] = DEFAULT_VIEWS, data_root: str | os.PathLike | None = None,
                    workers: int | None = None, max_pixels: int | None = None, progress: bool = True,
-                   rehash: bool = False, max_bytes: int | None = None) -> BuildResult:
+                   rehash: bool = False, max_bytes: int | None = None,
+                   on_decode: PictureHook | None = None) -> BuildResult:
     """Build ``<out>/manifest.parquet`` and ``<out>/manifest.dropped.parquet`` from local source folders.
 
     Args:
@@ -145,6 +162,9 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
         max_bytes: larger files are refused unread (default: ``$CXRCURATE_MAX_FILE_MB`` MiB or 512 MiB).
         progress: show a progress bar.
         rehash: decode every file again instead of reusing the fingerprint cache in ``out``.
+        on_decode: called with ``(pixel_sha256, pixels)`` of each picture the build decodes, in its worker (see
+            ``fingerprint_files``); ``build-manifest --dedup`` stores dedup's features with it, so the dedup that
+            follows reads them instead of decoding the collection again.
 
     Raises:
         UnknownSourceError, SourceError, ParseError: a source name, folder or metadata file is wrong.
@@ -202,7 +222,7 @@ def build_manifest(sources: Sequence[tuple[str, str | os.PathLike]], out: str | 
     rows = safe
     files = [r.pop("_file") for r in rows]
     fps = fingerprint_files(files, workers=workers, cache=out / CACHE_NAME, max_pixels=max_pixels,
-                            progress=progress, rehash=rehash, max_bytes=max_bytes)
+                            progress=progress, rehash=rehash, max_bytes=max_bytes, on_decode=on_decode)
     kept = []
     for r, f in zip(rows, files, strict=True):
         fp = fps[f]

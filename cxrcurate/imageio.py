@@ -336,6 +336,16 @@ def fingerprint(path: str | os.PathLike, max_pixels: int | None = None, max_byte
     Raises:
         ImageDecodeError: the file cannot be decoded, is not a regular file, or is over the limits.
     """
+    return fingerprint_decoded(path, max_pixels, max_bytes)[0]
+
+
+def fingerprint_decoded(path: str | os.PathLike, max_pixels: int | None = None,
+                        max_bytes: int | None = None) -> tuple[dict, np.ndarray]:
+    """``fingerprint`` and the decoded 8-bit pixels it hashed (for work that needs the same decode: dedup features).
+
+    Raises:
+        ImageDecodeError: as ``fingerprint``.
+    """
     with open_regular(path, max_bytes=max_file_bytes(max_bytes), error=ImageDecodeError) as fh:
         h = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -348,4 +358,4 @@ def fingerprint(path: str | os.PathLike, max_pixels: int | None = None, max_byte
     }
     if img.frames > 1:
         out["frames"] = img.frames  # build notes it in the row's extra: only the first frame is used
-    return out
+    return out, img.pixels

@@ -30,6 +30,12 @@ def _private_tensor_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("CXRCURATE_CACHE", str(tmp_path_factory.getbasetemp() / "tensor-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _private_feature_cache(monkeypatch, tmp_path_factory):
+    """Dedup stores each picture's features by default (``dedup.featcache``): in the session's temp folder."""
+    monkeypatch.setenv("CXRCURATE_DEDUP_CACHE", str(tmp_path_factory.getbasetemp() / "dedup-features"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests using it skip when it is absent."""

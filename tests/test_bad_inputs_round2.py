@@ -265,7 +265,7 @@ def test_an_untouched_cache_is_reused(tmp_path, capsys, monkeypatch):
     import cxrcurate.build as build
 
     folder, manifest = _small_manifest(capsys, tmp_path)
-    monkeypatch.setattr(build, "fingerprint", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(build, "fingerprint_decoded", lambda *a, **k: pytest.fail("decoded again"))
     assert _build(capsys, folder, tmp_path / "o")[0] == 0
 
 

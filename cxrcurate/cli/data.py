@@ -42,6 +42,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     views = [v.strip() for v in args.views.split(",")] if args.views else None
     kwargs = {"views": views} if views else {}
     _check_radius(args)
+    if args.dedup:
+        dopts = _dedup_options(args)
+        if dopts.feature_cache:  # dedup's features from the build's own decode: no second decode of the collection
+            import functools
+
+            from ..dedup.featcache import default_feature_dir, feature_tag, store_decoded
+
+            folder = str(dopts.feature_dir or default_feature_dir())
+            kwargs["on_decode"] = functools.partial(store_decoded, folder, feature_tag())
     result = build_manifest(specs, args.out, data_root=args.data_root, workers=args.workers,
                             progress=not args.quiet, rehash=args.rehash, **kwargs)
     print(f"wrote {result.manifest} ({result.n_images} images) and {result.dropped} ({result.n_dropped} dropped)")
@@ -62,7 +71,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         from ..dedup.engine import dedup_manifest
 
         print()
-        _, dres = dedup_manifest(result.manifest, data_root=result.info["data_root"], options=_dedup_options(args),
+        _, dres = dedup_manifest(result.manifest, data_root=result.info["data_root"], options=dopts,
                                  progress=not args.quiet, in_place=True)  # its own fresh output, its own root
         _print_dedup(dres)
     return 0
@@ -114,14 +123,18 @@ def _check_radius(args: argparse.Namespace) -> None:
                          "(the defaults, 8 for dedup and 4 for leakage, are the measured ones)")
 
 
+def _check_gate(args: argparse.Namespace) -> None:
+    if args.gate is not None and args.gate < 0:
+        raise UsageError(f"--gate {args.gate}: a count of keypoint matches, 0 (off) or more (default 14)")
+
+
 def _dedup_options(args: argparse.Namespace):
     from ..dedup.engine import DedupOptions
 
-    if args.gate is not None and args.gate < 0:
-        raise UsageError(f"--gate {args.gate}: a count of keypoint matches, 0 (off) or more (default 14)")
+    _check_gate(args)
     kwargs = {"radius": args.radius, "knn": args.knn, "label_conflict": args.label_conflict,
               "workers": getattr(args, "workers", None), "engine": args.engine, "scheduler": args.scheduler,
-              "work_dir": args.work_dir}
+              "work_dir": args.work_dir, "feature_cache": not args.no_feature_cache, "feature_dir": args.feature_cache}
     if args.gate is not None:  # else the engine's default (``features.GATE_MATCHES``)
         kwargs["gate"] = args.gate
     if args.prefer:
@@ -136,6 +149,15 @@ def _print_dedup(result) -> None:
     print(f"{s['images']} images in {s['groups']} groups; {s['groups_with_copies']} pictures have copies; "
           f"{s['copies_not_kept']} rows not kept; {s['accepted_pairs']} of {s['candidate_pairs']} candidate pairs "
           f"verified as copies ({s['accepted_by_kind']})")
+    f = result.features
+    if f and not s["options"]["feature_cache"]:
+        print(f"features: {f['features_computed']} pictures decoded and computed (no feature cache)")
+    elif f:
+        from ..dedup.featcache import default_feature_dir
+
+        bad = f", {f['feature_cache_bad']} unreadable entries recomputed" if f.get("feature_cache_bad") else ""
+        print(f"features: {f['features_reused']} pictures read from the feature cache, {f['features_computed']} "
+              f"decoded and computed{bad} ({s['options']['feature_dir'] or default_feature_dir()})")
     import pandas as pd
 
     if s["cross_source"]:
@@ -242,6 +264,12 @@ def _add_dedup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:8786); default: a local cluster")
     g.add_argument("--work-dir", help="folder for per-image features during the run; on a cluster, one all workers "
                    "see (default: system temp)")
+    fc = g.add_mutually_exclusive_group()
+    fc.add_argument("--feature-cache", metavar="DIR", help="folder keeping each picture's dedup features across runs, "
+                    "by pixel hash (default: $CXRCURATE_DEDUP_CACHE, else ~/.cache/cxrcurate/dedup-features); "
+                    "build-manifest --dedup fills it from its own decode")
+    fc.add_argument("--no-feature-cache", action="store_true",
+                    help="compute every picture's dedup features from its file, storing nothing")
     g.add_argument("--prefer", help="comma-separated source order for the copy to keep (default: originals first)")
     g.add_argument("--label-conflict", choices=["exclude", "report"], default="exclude",
                    help="copies whose sources disagree on the label: exclude them all (default) or only report")

@@ -4,7 +4,8 @@ per group.
 
 - ``hashindex``: all pairs of 64-bit hashes within a Hamming radius (multi-index hashing).
 - ``descriptors``: canonical view, multi-crop descriptors, whitening, nearest-neighbour candidates.
-- ``store``: each image decoded once; verification features kept on disk for the run.
+- ``featcache``: each picture's features kept across runs by ``pixel_sha256`` (filled by the build's own decode).
+- ``store``: each image's features from that cache or one decode; verification features on disk for the run.
 - ``features``: the verification of a candidate pair.
 - ``runners`` / ``distributed``: the per-image and per-pair maps in local processes or on a Dask cluster.
 - ``groups``: the one union-find; the pairs and conflicts tables and where they live.

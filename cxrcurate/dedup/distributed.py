@@ -60,9 +60,13 @@ class DaskRunner:
             progress(futures)
         return self.client.gather(futures)
 
-    def fingerprint(self, paths: list[str], store: str) -> tuple[np.ndarray, np.ndarray]:
+    def fingerprint(self, paths: list[str], store: str, keys: list[str] | None = None, cache: str | None = None,
+                    tag: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chunks = path_chunks(paths)
-        futures = self.client.map(fingerprint_chunk, chunks, range(len(chunks)), [store] * len(chunks), pure=False)
+        n = len(chunks)
+        key_chunks = path_chunks(keys) if keys is not None else [None] * n
+        futures = self.client.map(fingerprint_chunk, chunks, range(n), [store] * n, key_chunks, [cache] * n,
+                                  [tag] * n, pure=False)
         return _stack(self._gather(futures))
 
     def candidates(self, white: np.ndarray, k: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from ..sources import dedup_preference
 from ..tables import write_table
 from .descriptors import candidate_pairs, fit_whitening, whiten
 from .distributed import DaskRunner
+from .featcache import default_feature_dir, feature_tag
 from .features import GATE_MATCHES, STAGES, cpu_workers
 from .groups import PAIR_COLUMNS, components, conflicts_path, pairs_path
 from .hashindex import hamming, pairs_within
@@ -61,6 +62,8 @@ class DedupOptions:
     scheduler: str | None = None  # Dask scheduler address; None starts a local cluster
     work_dir: str | None = None  # where per-image features are kept during the run (shared by all workers)
     search_threads: int | None = None  # threads of the candidate search (None: workers); 1 pins its float sums
+    feature_cache: bool = True  # read/store each picture's features by pixel_sha256 across runs (``featcache``)
+    feature_dir: str | None = None  # where (None: ``featcache.default_feature_dir()``)
 
 
 @dataclass
@@ -71,6 +74,8 @@ class DedupResult:
     pairs: pd.DataFrame
     conflicts: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, int] = field(default_factory=dict)  # reused / computed / bad entries (not in the manifest:
+    # they differ between the first run and the next while the result does not)
 
 
 def exact_pairs(df: pd.DataFrame) -> pd.DataFrame:
@@ -125,8 +130,14 @@ def _merge_kinds(cand: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"a": ab[starts, 0], "b": ab[starts, 1], "kind": joined, "hamming": ham[starts]})
 
 
-def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True) -> pd.DataFrame:
-    """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows)."""
+def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progress: bool = True,
+               stats: dict[str, int] | None = None) -> pd.DataFrame:
+    """Every candidate pair with its kind(s) and verification evidence (positions refer to ``df`` rows).
+
+    ``stats``, when given, receives how the per-picture features were obtained: ``features_reused`` (from the
+    feature cache), ``features_computed`` (decoded here) and ``feature_cache_bad`` (stored entries that did not
+    load and were recomputed).
+    """
     import tempfile
 
     paths = [str(p) for p in row_paths(df, data_root)]  # each inside the data root (refused otherwise)
@@ -136,7 +147,14 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
         parts.append(_name_pairs(df))
     runner = _runner(options, progress)
     with tempfile.TemporaryDirectory(prefix="cxrcurate-dedup-", dir=options.work_dir) as store:
-        raw, ok = runner.fingerprint(paths, store)
+        if options.feature_cache:
+            cache = str(options.feature_dir or default_feature_dir())
+            raw, ok, counts = runner.fingerprint(paths, store, df["pixel_sha256"].tolist(), cache, feature_tag())
+        else:
+            raw, ok, counts = runner.fingerprint(paths, store)
+        if stats is not None:
+            stats.update(zip(("features_reused", "features_computed", "feature_cache_bad"),
+                             (int(c) for c in counts), strict=True))
         if not ok.all():
             bad = [paths[i] for i in np.flatnonzero(~ok)]
             runner.close()
@@ -257,7 +275,8 @@ def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions 
     attrs = copy.deepcopy(df.attrs)
     df = df.reset_index(drop=True)
     df.attrs = {}  # pandas deep-copies attrs into every group a groupby yields: 5% of the run (docs/dedup.md)
-    pairs = find_pairs(df, Path(data_root), options, progress)
+    stats: dict[str, int] = {}
+    pairs = find_pairs(df, Path(data_root), options, progress, stats)
     out, conflicts = assign_groups(df, pairs, options)
     sizes = out.groupby("dup_group").size()
     by_kind = pairs.loc[pairs["accepted"].astype(bool), "kind"].str.split("+").str[0].value_counts()
@@ -271,7 +290,7 @@ def dedup(df: pd.DataFrame, data_root: str | os.PathLike, options: DedupOptions 
         "cross_source": cross_source_table(out).to_dict("records"),
     }
     out.attrs = attrs
-    return DedupResult(out, pairs[PAIR_COLUMNS], conflicts, summary)
+    return DedupResult(out, pairs[PAIR_COLUMNS], conflicts, summary, stats)
 
 
 def dedup_manifest(manifest: str | os.PathLike, out: str | os.PathLike | None = None,

@@ -1,8 +1,9 @@
 """Where the per-image and per-pair work of dedup runs: local processes, or a Dask cluster (``distributed``).
 
 A runner has three methods, each a map of a plain function over chunks, so every engine computes the same
-numbers: ``fingerprint`` (decode each image once, write verification features to the store, return candidate
-descriptors), ``candidates`` (nearest-neighbour pairs from the whitened descriptors) and ``verify``.
+numbers: ``fingerprint`` (each image's features from the per-picture cache or from one decode; verification
+features to the store, candidate descriptors back), ``candidates`` (nearest-neighbour pairs from the whitened
+descriptors) and ``verify``.
 """
 
 from __future__ import annotations
@@ -46,10 +47,13 @@ class LocalRunner:
                 return list(tqdm(pool.map(fn, *iterables), total=total, desc=desc, disable=not self.progress))
         return [fn(*a) for a in tqdm(zip(*iterables, strict=True), total=total, desc=desc, disable=not self.progress)]
 
-    def fingerprint(self, paths: list[str], store: str) -> tuple[np.ndarray, np.ndarray]:
+    def fingerprint(self, paths: list[str], store: str, keys: list[str] | None = None, cache: str | None = None,
+                    tag: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chunks = path_chunks(paths)
-        out = self._map(fingerprint_chunk, chunks, range(len(chunks)), [store] * len(chunks), total=len(chunks),
-                        desc="dedup features")
+        n = len(chunks)
+        key_chunks = path_chunks(keys) if keys is not None else [None] * n
+        out = self._map(fingerprint_chunk, chunks, range(n), [store] * n, key_chunks, [cache] * n, [tag] * n,
+                        total=n, desc="dedup features")
         return _stack(out)
 
     def candidates(self, white: np.ndarray, k: int) -> np.ndarray:
@@ -66,10 +70,12 @@ class LocalRunner:
         pass
 
 
-def _stack(out: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _stack(out: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chunk results joined: descriptors, ok flags, and the feature-cache counts summed."""
     if not out:
-        return np.zeros((0, N_CROPS, SIDE * SIDE), np.float32), np.zeros(0, bool)
-    return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
+        return np.zeros((0, N_CROPS, SIDE * SIDE), np.float32), np.zeros(0, bool), np.zeros(3, np.int64)
+    return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
+            np.sum([o[2] for o in out], axis=0))
 
 
 def unorder(results: list[np.ndarray], order: np.ndarray, n: int) -> np.ndarray:

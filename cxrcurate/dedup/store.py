@@ -1,8 +1,9 @@
 """Per-image features computed once and kept on disk, so verification never decodes an image again.
 
-``fingerprint_chunk`` decodes each image of one chunk exactly once and writes, under the store folder, the ORB
-keypoints and descriptors and the 320-px grey copy that ``verify_pair`` needs (memory-mappable ``.npy`` files,
-one set per chunk), and returns the small candidate descriptors to the caller. ``verify_chunk`` then checks a
+``fingerprint_chunk`` takes each image's features from the per-picture cache (``featcache``) or decodes the image
+once, writes under the store folder the ORB keypoints and descriptors and the 320-px grey copy that ``verify_pair``
+needs (memory-mappable ``.npy`` files, one set per chunk), and returns the small candidate descriptors to the
+caller. ``verify_chunk`` then checks a
 batch of candidate pairs from those files. Both are plain functions of (paths, folder), so the same code runs in
 a local process pool or on Dask workers; on a cluster the folder must be on a filesystem every worker sees (as
 the images are).
@@ -16,18 +17,23 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import decode_image
-from .descriptors import N_CROPS, SIDE, raw_descriptors
-from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, STAGES, Features, Verdict, binary_index, decide, orb_features
+from .descriptors import N_CROPS, SIDE
+from .featcache import FeatureCache, is_key, picture_features
+from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, STAGES, Features, Verdict, binary_index, decide
 
 
 def _files(store: Path, chunk: int) -> dict[str, Path]:
     return {k: store / f"c{chunk:06d}.{k}.npy" for k in ("desc", "pts", "nkp", "top", "thumb", "toff", "tshape")}
 
 
-def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``paths`` once each; write their verification features; return ``(raw descriptors, ok)``.
+def fingerprint_chunk(paths: list[str], chunk: int, store: str, keys: list[str] | None = None,
+                      cache: str | None = None, tag: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features of ``paths`` into the run's store; return ``(raw descriptors, ok, counts)``.
 
-    ``ok`` is False for a file that can no longer be decoded (its descriptors are zeros).
+    With ``cache`` (a ``featcache`` folder) and ``keys`` (the pictures' ``pixel_sha256``), stored features are
+    read instead of decoding, and what had to be computed is stored; otherwise each image is decoded once here.
+    ``ok`` is False for a file that can no longer be decoded (its descriptors are zeros); ``counts`` is
+    ``(reused, computed, unreadable cache entries)``.
     """
     import cv2
 
@@ -40,23 +46,30 @@ def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndar
     top = np.full((n, GATE_KEYPOINTS), -1, np.int16)
     thumbs, shapes = [], np.zeros((n, 2), np.int32)
     orb = cv2.ORB_create(nfeatures=MAX_KEYPOINTS, fastThreshold=10)
+    fc = FeatureCache(cache, tag) if cache is not None and keys is not None else None
+    computed = 0
     for i, p in enumerate(paths):
-        try:
-            pixels = decode_image(p).pixels
-        except Exception:  # noqa: BLE001 - the manifest decoded it once; the caller reports a file changed since
-            thumbs.append(np.zeros(0, np.uint8))
-            continue
+        key = keys[i] if fc is not None and is_key(keys[i]) else None
+        f = fc.get(key) if key is not None else None
+        if f is None:
+            try:
+                pixels = decode_image(p).pixels
+            except Exception:  # noqa: BLE001 - the manifest decoded it once; the caller reports a file changed since
+                thumbs.append(np.zeros(0, np.uint8))
+                continue
+            f = picture_features(pixels, orb)
+            computed += 1
+            if key is not None:
+                fc.put(key, f)
         ok[i] = True
-        raw[i] = raw_descriptors(pixels)
-        thumb, p, d, strongest = orb_features(pixels, orb)
-        if d is not None:
-            m = len(d)
-            nkp[i] = m
-            desc[i, :m] = d
-            pts[i, :m] = p
-            top[i, :len(strongest)] = strongest
-        thumbs.append(thumb.ravel())
-        shapes[i] = thumb.shape
+        raw[i] = f["raw"]
+        m = len(f["desc"])
+        nkp[i] = m
+        desc[i, :m] = f["desc"]
+        pts[i, :m] = f["pts"]
+        top[i, :len(f["top"])] = f["top"]
+        thumbs.append(f["thumb"].ravel())
+        shapes[i] = f["thumb"].shape
     toff = np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]).astype(np.int64)
     f = _files(Path(store), chunk)
     Path(store).mkdir(parents=True, exist_ok=True)
@@ -66,7 +79,8 @@ def fingerprint_chunk(paths: list[str], chunk: int, store: str) -> tuple[np.ndar
         tmp = f[k].with_suffix(".tmp.npy")
         np.save(tmp, a)
         tmp.replace(f[k])
-    return raw, ok
+    counts = np.array([fc.hits if fc else 0, computed, fc.bad if fc else 0], np.int64)
+    return raw, ok, counts
 
 
 @functools.lru_cache(maxsize=64)

@@ -183,7 +183,7 @@ def build_open(data: Path, workers: int | None = None, progress: bool = True,
 
 # Options that say where dedup's work ran, not what it computed: left out so the facts are the same bytes whatever
 # the machine, --workers or engine.
-_WHERE_IT_RAN = ("workers", "engine", "scheduler", "work_dir", "search_threads")
+_WHERE_IT_RAN = ("workers", "engine", "scheduler", "work_dir", "search_threads", "feature_cache", "feature_dir")
 
 
 def _dedup_facts(summary: dict[str, Any]) -> dict[str, Any]:
