@@ -44,7 +44,8 @@ def believe(seed: dict[str, Any], audit: dict[str, Any] | None, stale: str | Non
         return ("Too little test data to tell: whatever the figures say, they are a guess, and the audit gives no "
                 "verdict.")
     lead = (f"On a LEAKY per-image split the model scores ROC AUC {auc}: an overstatement of what it does on new "
-            "patients" if leaky else f"The model separates the classes on unseen patients (ROC AUC {auc})")
+            "patients" if leaky else "The model separates the classes on test units it never trained on (patients, or "
+            f"linked pictures where no patient is known; ROC AUC {auc})")
     if stale or audit is None:
         return lead + ", but no audit of this run says what it looks at: run `cxrcurate audit` before trusting it."
     verdict = audit["verdict"]
