@@ -40,10 +40,19 @@ _FP_INT = {"width", "height", "bit_depth", "frames"}
 _FP_KEYS = {"width", "height", "bit_depth", "file_sha256", "pixel_sha256", "phash"}
 
 
+def user_cache_dir(name: str, env: str | None = None) -> Path:
+    """A folder of cxrcurate's in the user's cache: ``$<env>`` when that variable is set, else
+    ``$XDG_CACHE_HOME/cxrcurate/<name>``, else ``~/.cache/cxrcurate/<name>`` (the signing key, the bench's tensor
+    cache and dedup's feature cache all live there)."""
+    if env and os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "cxrcurate" / name
+
+
 def key_path() -> Path:
     """Where the signing key lives: ``$XDG_CACHE_HOME/cxrcurate/`` or ``~/.cache/cxrcurate/``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cxrcurate" / KEY_NAME
+    return user_cache_dir(KEY_NAME)
 
 
 def _load_key() -> bytes | None:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..fpcache import user_cache_dir
 from ..preprocess.cache import build_cache
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,7 @@ PREFETCH = 4  # batches each worker prepares ahead on a GPU (torch's default is 
 def default_cache_dir() -> Path:
     """The tensor cache the bench uses when ``--cache`` is not given: ``$CXRCURATE_CACHE``, else
     ``$XDG_CACHE_HOME/cxrcurate/tensors``, else ``~/.cache/cxrcurate/tensors``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "cxrcurate" / "tensors"
+    return user_cache_dir("tensors", CACHE_ENV)
 
 
 def available_cores() -> int:

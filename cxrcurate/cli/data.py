@@ -47,10 +47,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         if dopts.feature_cache:  # dedup's features from the build's own decode: no second decode of the collection
             import functools
 
-            from ..dedup.featcache import default_feature_dir, feature_tag, store_decoded
+            from ..dedup.featcache import feature_folder, feature_tag, store_decoded
 
-            folder = str(dopts.feature_dir or default_feature_dir())
-            kwargs["on_decode"] = functools.partial(store_decoded, folder, feature_tag())
+            kwargs["on_decode"] = functools.partial(store_decoded, feature_folder(dopts.feature_dir), feature_tag())
     result = build_manifest(specs, args.out, data_root=args.data_root, workers=args.workers,
                             progress=not args.quiet, rehash=args.rehash, **kwargs)
     print(f"wrote {result.manifest} ({result.n_images} images) and {result.dropped} ({result.n_dropped} dropped)")
@@ -123,15 +122,11 @@ def _check_radius(args: argparse.Namespace) -> None:
                          "(the defaults, 8 for dedup and 4 for leakage, are the measured ones)")
 
 
-def _check_gate(args: argparse.Namespace) -> None:
-    if args.gate is not None and args.gate < 0:
-        raise UsageError(f"--gate {args.gate}: a count of keypoint matches, 0 (off) or more (default 14)")
-
-
 def _dedup_options(args: argparse.Namespace):
     from ..dedup.engine import DedupOptions
 
-    _check_gate(args)
+    if args.gate is not None and args.gate < 0:
+        raise UsageError(f"--gate {args.gate}: a count of keypoint matches, 0 (off) or more (default 14)")
     kwargs = {"radius": args.radius, "knn": args.knn, "label_conflict": args.label_conflict,
               "workers": getattr(args, "workers", None), "engine": args.engine, "scheduler": args.scheduler,
               "work_dir": args.work_dir, "feature_cache": not args.no_feature_cache, "feature_dir": args.feature_cache}
@@ -153,11 +148,11 @@ def _print_dedup(result) -> None:
     if f and not s["options"]["feature_cache"]:
         print(f"features: {f['features_computed']} pictures decoded and computed (no feature cache)")
     elif f:
-        from ..dedup.featcache import default_feature_dir
+        from ..dedup.featcache import feature_folder
 
         bad = f", {f['feature_cache_bad']} unreadable entries recomputed" if f.get("feature_cache_bad") else ""
         print(f"features: {f['features_reused']} pictures read from the feature cache, {f['features_computed']} "
-              f"decoded and computed{bad} ({s['options']['feature_dir'] or default_feature_dir()})")
+              f"decoded and computed{bad} ({feature_folder(s['options']['feature_dir'])})")
     import pandas as pd
 
     if s["cross_source"]:

@@ -33,7 +33,7 @@ from ..sources import dedup_preference
 from ..tables import write_table
 from .descriptors import candidate_pairs, fit_whitening, whiten
 from .distributed import DaskRunner
-from .featcache import default_feature_dir, feature_tag
+from .featcache import feature_folder, feature_tag
 from .features import GATE_MATCHES, STAGES, cpu_workers
 from .groups import PAIR_COLUMNS, components, conflicts_path, pairs_path
 from .hashindex import hamming, pairs_within
@@ -63,7 +63,7 @@ class DedupOptions:
     work_dir: str | None = None  # where per-image features are kept during the run (shared by all workers)
     search_threads: int | None = None  # threads of the candidate search (None: workers); 1 pins its float sums
     feature_cache: bool = True  # read/store each picture's features by pixel_sha256 across runs (``featcache``)
-    feature_dir: str | None = None  # where (None: ``featcache.default_feature_dir()``)
+    feature_dir: str | None = None  # where (None: ``featcache.feature_folder``'s default)
 
 
 @dataclass
@@ -148,8 +148,8 @@ def find_pairs(df: pd.DataFrame, data_root: Path, options: DedupOptions, progres
     runner = _runner(options, progress)
     with tempfile.TemporaryDirectory(prefix="cxrcurate-dedup-", dir=options.work_dir) as store:
         if options.feature_cache:
-            cache = str(options.feature_dir or default_feature_dir())
-            raw, ok, counts = runner.fingerprint(paths, store, df["pixel_sha256"].tolist(), cache, feature_tag())
+            raw, ok, counts = runner.fingerprint(paths, store, df["pixel_sha256"].tolist(),
+                                                 feature_folder(options.feature_dir), feature_tag())
         else:
             raw, ok, counts = runner.fingerprint(paths, store)
         if stats is not None:

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fpcache import user_cache_dir
 from .descriptors import AXIS_WINDOWS, CANON, N_CROPS, SIDE, raw_descriptors
-from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, VERIFY_SIDE, Features, orb_features
+from .features import GATE_KEYPOINTS, MAX_KEYPOINTS, VERIFY_SIDE, orb_features
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ _HEX64 = frozenset("0123456789abcdef")
 
 def default_feature_dir() -> Path:
     """``$CXRCURATE_DEDUP_CACHE``, else ``$XDG_CACHE_HOME/cxrcurate/dedup-features``, else under ``~/.cache``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "cxrcurate" / "dedup-features"
+    return user_cache_dir("dedup-features", CACHE_ENV)
+
+
+def feature_folder(given: str | os.PathLike | None = None) -> str:
+    """The cache folder a run uses: ``given`` (``--feature-cache``), else ``default_feature_dir()``."""
+    return str(given or default_feature_dir())
 
 
 def feature_tag() -> str:
@@ -66,11 +69,6 @@ def picture_features(pixels: np.ndarray, orb=None) -> dict[str, np.ndarray]:
     return {"raw": raw_descriptors(pixels), "thumb": np.ascontiguousarray(thumb, np.uint8),
             "pts": np.ascontiguousarray(pts, np.float32), "desc": np.ascontiguousarray(desc, np.uint8),
             "top": np.ascontiguousarray(top, np.int16)}
-
-
-def as_features(f: dict[str, np.ndarray]) -> Features:
-    """The ``features.Features`` tuple of a ``picture_features`` dict (descriptors None when there are none)."""
-    return f["thumb"], f["pts"], (f["desc"] if len(f["desc"]) else None), f["top"]
 
 
 def _well_formed(f: dict[str, np.ndarray]) -> bool:
@@ -94,14 +92,14 @@ def is_key(sha: object) -> bool:
 class FeatureCache:
     """The stored features of one feature tag in ``folder``: ``get`` by pixel hash, ``put`` what was computed.
 
-    Counters ``hits``, ``misses``, ``bad`` (entries that did not load or were malformed) and ``unstored`` (puts
-    that failed: full or read-only disk, a file where the folder should be) say what a run reused.
+    Counters ``hits``, ``bad`` (entries that did not load or were malformed) and ``unstored`` (puts that failed:
+    full or read-only disk, a file where the folder should be) say what a run reused.
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, tag: str | None = None) -> None:
-        self.root = Path(folder) if folder is not None else default_feature_dir()
+        self.root = Path(feature_folder(folder))
         self.folder = self.root / (tag or feature_tag())
-        self.hits = self.misses = self.bad = self.unstored = 0
+        self.hits = self.bad = self.unstored = 0
 
     def path(self, sha: str) -> Path:
         if not is_key(sha):
@@ -114,7 +112,6 @@ class FeatureCache:
             with np.load(p, allow_pickle=False) as z:
                 f = {k: z[k] for k in z.files}
         except (FileNotFoundError, NotADirectoryError):  # never stored (or the folder is not one: put says so)
-            self.misses += 1
             return None
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("dedup feature cache entry %s unreadable (%s): recomputed", p, exc)

@@ -3,10 +3,9 @@
 ``fingerprint_chunk`` takes each image's features from the per-picture cache (``featcache``) or decodes the image
 once, writes under the store folder the ORB keypoints and descriptors and the 320-px grey copy that ``verify_pair``
 needs (memory-mappable ``.npy`` files, one set per chunk), and returns the small candidate descriptors to the
-caller. ``verify_chunk`` then checks a
-batch of candidate pairs from those files. Both are plain functions of (paths, folder), so the same code runs in
-a local process pool or on Dask workers; on a cluster the folder must be on a filesystem every worker sees (as
-the images are).
+caller. ``verify_chunk`` then checks a batch of candidate pairs from those files. Both are plain functions of
+(paths, folder), so the same code runs in a local process pool or on Dask workers; on a cluster the folder must be
+on a filesystem every worker sees (as the images are).
 """
 
 from __future__ import annotations
